@@ -1,0 +1,197 @@
+"""The embedded Colorflow stack: Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor;
+SQLite), an MLflow tracking server (SQLite backend, artifacts in the lake) and the sandbox host.
+
+Everything lives under the settings' `home` (`.colorflow/` by default): Airflow's home, the MLflow
+database, PID files and logs. Ports and paths come from `pipelines.settings`, so a test can run a whole
+second stack beside a developer's by giving it another home and other ports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from embedded.supervisor import Service, Supervisor
+from pipelines.catalog import open_catalog
+from pipelines.settings import REPO_ROOT, Settings
+
+logger = logging.getLogger(__name__)
+
+BIN = Path(sys.executable).parent
+AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+
+
+def supervisor(settings: Settings) -> Supervisor:
+    return Supervisor(settings.home / "run", settings.logs_dir)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as `COLORFLOW_*` variables, so every process and task sees the same lake and catalog."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"COLORFLOW_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def _stack_secrets(settings: Settings) -> dict[str, str]:
+    """Keys Airflow's components must share (JWT signing, Fernet), made once and kept private."""
+    path = settings.home / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from cryptography.fernet import Fernet
+
+    values = {
+        "jwt_secret": secrets.token_urlsafe(32),
+        "api_secret_key": secrets.token_urlsafe(32),
+        "fernet_key": Fernet.generate_key().decode(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values))
+    return values
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment for every Airflow command of the embedded stack, tasks included."""
+    airflow_home = settings.home / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    passwords = airflow_home / "passwords.json"
+    passwords.write_text(json.dumps({settings.airflow_username: settings.airflow_password}))
+    keys = _stack_secrets(settings)
+    base_url = settings.airflow_url
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": settings.bind_host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.logs_dir / "airflow"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+    }
+    return env
+
+
+def _airflow_component_healthy(component: str):
+    def check(response) -> bool:
+        return response.ok and response.json().get(component.replace("-", "_"), {}).get("status") == "healthy"
+
+    return check
+
+
+def stack_services(settings: Settings) -> list[Service]:
+    """The services of the embedded stack, in start order."""
+    services = []
+    if settings.sandbox:
+        services.append(
+            Service(
+                name="sandbox",
+                argv=[
+                    str(BIN / "python"),
+                    "-m",
+                    "sandbox",
+                    "--host",
+                    settings.bind_host,
+                    "--port",
+                    str(settings.sandbox_port),
+                ],
+                env={**os.environ, **settings_env(settings)},
+                health_url=f"{settings.sandbox_url}/healthz",
+            )
+        )
+    mlflow_dir = settings.home / "mlflow"
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    services.append(
+        Service(
+            name="mlflow",
+            argv=[
+                str(BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                "--artifacts-destination",
+                f"{settings.lake_url.rstrip('/')}/mlflow",
+                "--host",
+                settings.bind_host,
+                "--port",
+                str(settings.mlflow_port),
+                "--workers",
+                "1",
+            ],
+            env={
+                **os.environ,
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                **({"MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint_url} if settings.s3_endpoint_url else {}),
+            },
+            health_url=f"http://{settings.bind_host}:{settings.mlflow_port}/health",
+        )
+    )
+    env = airflow_env(settings)
+    health = f"{settings.airflow_url}/api/v2/monitor/health"
+    airflow = str(BIN / "airflow")
+    services.append(Service(name="airflow-api-server", argv=[airflow, "api-server"], env=env, health_url=health))
+    services.extend(
+        Service(
+            name=f"airflow-{component}",
+            argv=[airflow, component],
+            env=env,
+            health_url=health,
+            health_check=_airflow_component_healthy(component),
+        )
+        for component in AIRFLOW_COMPONENTS
+    )
+    return services
+
+
+def up(settings: Settings) -> None:
+    """Prepare the databases and start every service that is not already running; idempotent."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    open_catalog(settings)
+    services = stack_services(settings)
+    if not (settings.home / "airflow" / "airflow.db").exists() or not all(
+        supervisor(settings).running_process(service.name) for service in services
+    ):
+        logger.info("migrating the Airflow metadata database")
+        subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=airflow_env(settings), check=True, stdout=subprocess.DEVNULL
+        )
+    for service in services:
+        supervisor(settings).start(service)
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the services `up` started (by PID file), last started first; returns those that were running."""
+    return [service.name for service in reversed(stack_services(settings)) if supervisor(settings).stop(service.name)]
+
+
+def status(settings: Settings) -> dict[str, str]:
+    keeper = supervisor(settings)
+    return {
+        service.name: "healthy"
+        if keeper.is_healthy(service)
+        else "unhealthy"
+        if keeper.running_process(service.name)
+        else "stopped"
+        for service in stack_services(settings)
+    }

@@ -1,0 +1,259 @@
+"""The catalog: where each image came from, under what license, whether it was accepted, and which
+dataset versions contain it.
+
+SQLAlchemy 2 over SQLite (embedded) or PostgreSQL (production), with the schema owned by Alembic
+migrations in `pipelines/catalog_migrations/`. Every write is an upsert keyed on the natural key, so a
+task that is retried or rerun for the same interval leaves the same rows, never duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from pipelines.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "catalog_migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    """One distinct image, identified by the SHA-256 of its bytes as fetched."""
+
+    __tablename__ = "images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    raw_key: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(16))
+    byte_size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    phash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reject_reasons: Mapped[list[str] | None] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    verdict_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Sighting(Base):
+    """One place an image was found: a source's record of it, with attribution and license."""
+
+    __tablename__ = "sightings"
+    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_sightings_source_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(512))
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    page_url: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(255))
+    author_url: Mapped[str | None] = mapped_column(Text)
+    license: Mapped[str | None] = mapped_column(String(128))
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str] = mapped_column(String(255))
+
+
+class QualityResult(Base):
+    """The outcome of one quality check on one image in one validation run."""
+
+    __tablename__ = "quality_results"
+    __table_args__ = (UniqueConstraint("run_id", "image_sha256", "check", name="uq_quality_run_image_check"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(255), index=True)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), index=True)
+    check: Mapped[str] = mapped_column(String(128))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    observed: Mapped[str | None] = mapped_column(Text)
+
+
+class DatasetVersion(Base):
+    """An immutable, published set of Lab shards in the lake."""
+
+    __tablename__ = "dataset_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    manifest_key: Mapped[str] = mapped_column(String(255))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sample_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetMember(Base):
+    """An image's place in a dataset version: its split and the shard that holds it."""
+
+    __tablename__ = "dataset_members"
+
+    version: Mapped[str] = mapped_column(ForeignKey("dataset_versions.version"), primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), primary_key=True)
+    split: Mapped[str] = mapped_column(String(16))
+    shard: Mapped[str] = mapped_column(String(255))
+
+
+@dataclass(frozen=True)
+class SightingRecord:
+    """What a source knows about one photo it offered."""
+
+    source: str
+    source_id: str
+    url: str
+    page_url: str | None = None
+    author: str | None = None
+    author_url: str | None = None
+    license: str | None = None
+
+
+def _enable_sqlite_concurrency(dbapi_connection, _record) -> None:
+    # Parallel Airflow tasks write the same SQLite file: WAL lets readers run beside a writer.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Catalog:
+    """Access to the catalog database; one instance per process is enough."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            database = url.split("///", 1)[-1]
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, connect_args={"timeout": 60})
+            event.listen(self.engine, "connect", _enable_sqlite_concurrency)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe to call on every start."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def upsert(
+        self,
+        session: Session,
+        model: type[Base],
+        rows: Sequence[dict[str, Any]],
+        key: Sequence[str],
+        update: Sequence[str] = (),
+    ) -> int:
+        """Insert rows, or on a key conflict update only the `update` columns; returns rows inserted.
+
+        With no `update` columns, existing rows are left exactly as they are, which keeps first-seen
+        facts (who first offered an image, and when) stable across reruns.
+        """
+        if not rows:
+            return 0
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        inserted = 0
+        for row in rows:
+            statement = dialect.insert(model).values(**row)
+            if update:
+                statement = statement.on_conflict_do_update(
+                    index_elements=list(key), set_={column: statement.excluded[column] for column in update}
+                )
+            else:
+                statement = statement.on_conflict_do_nothing(index_elements=list(key))
+            exists_before = session.execute(
+                select(func.count()).select_from(model).filter_by(**{column: row[column] for column in key})
+            ).scalar_one()
+            session.execute(statement)
+            inserted += 0 if exists_before else 1
+        return inserted
+
+    def add_image(self, sha256: str, raw_key: str, format: str, byte_size: int) -> bool:
+        """Register raw bytes as a pending image; True when the image is new to the catalog."""
+        with self.session() as session:
+            row = {
+                "sha256": sha256,
+                "raw_key": raw_key,
+                "format": format,
+                "byte_size": byte_size,
+                "status": "pending",
+                "first_seen_at": utcnow(),
+            }
+            return self.upsert(session, Image, [row], key=["sha256"]) == 1
+
+    def add_sighting(self, image_sha256: str, sighting: SightingRecord, run_id: str) -> bool:
+        """Record where an image was seen; True when this (source, source id) is new."""
+        with self.session() as session:
+            row = {**asdict(sighting), "image_sha256": image_sha256, "run_id": run_id, "fetched_at": utcnow()}
+            return self.upsert(session, Sighting, [row], key=["source", "source_id"]) == 1
+
+    def known_source_ids(self, source: str, source_ids: Iterable[str]) -> set[str]:
+        """The subset of `source_ids` already sighted, so connectors skip fetching them again."""
+        wanted = list(source_ids)
+        known: set[str] = set()
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = select(Sighting.source_id).where(Sighting.source == source, Sighting.source_id.in_(chunk))
+                known.update(session.scalars(query))
+        return known
+
+    def count(self, model: type[Base], **filters: Any) -> int:
+        with self.session() as session:
+            return session.execute(select(func.count()).select_from(model).filter_by(**filters)).scalar_one()
+
+    def count_by_source(self) -> dict[str, int]:
+        """Sightings per source, for summaries."""
+        with self.session() as session:
+            query = select(Sighting.source, func.count()).group_by(Sighting.source).order_by(Sighting.source)
+            return dict(session.execute(query).tuples().all())
+
+
+def open_catalog(settings: Settings | None = None, migrate: bool = True) -> Catalog:
+    """The configured catalog, with its schema up to date."""
+    settings = settings or get_settings()
+    catalog = Catalog(settings.catalog_url)
+    if migrate:
+        catalog.migrate()
+    return catalog

@@ -1,0 +1,319 @@
+"""The lake: one object-store interface over a local folder (`file://`) or S3 (`s3://`).
+
+Stages share data only through the lake, so every write here is atomic: a reader sees either no object
+or the whole object, never a half-written one. On a folder that is a staged file moved into place with
+`os.replace`; on S3 it is a single PUT or a multipart upload, which S3 only makes visible once completed.
+
+Keys are relative POSIX paths (`raw/ab/abcdef....jpg`). Keys that could escape the store's root
+(absolute, `..`, empty segments, backslashes) are refused, because keys are sometimes built from data
+that came from outside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+from pipelines.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class ObjectNotFound(KeyError):
+    """The key names no object in the store."""
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a safe relative object key, else raise ValueError."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"invalid object key {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts) or parts[0].startswith("."):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore(ABC):
+    """Atomic, content-agnostic object storage addressed by relative keys."""
+
+    url: str
+
+    @abstractmethod
+    def open_read(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Stream an object's bytes; raises ObjectNotFound."""
+
+    @abstractmethod
+    def open_write(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Stream bytes into an object that becomes visible, whole, only when the block exits cleanly.
+
+        If the block raises, nothing is published and any previous object under `key` is untouched.
+        """
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Size of an object in bytes; raises ObjectNotFound."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys that start with `prefix`, in lexicographic order."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; deleting a missing key is not an error, so cleanups can be rerun."""
+
+    def uri(self, key: str) -> str:
+        """Full address of an object, for logs and for people."""
+        return f"{self.url.rstrip('/')}/{check_key(key)}"
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.open_write(key) as sink:
+            sink.write(data)
+
+    def get(self, key: str) -> bytes:
+        with self.open_read(key) as source:
+            return source.read()
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store `data` unless the key exists; True when it was written.
+
+        Meant for content-addressed keys, where an existing object already holds the same bytes.
+        """
+        if self.exists(key):
+            return False
+        self.put(key, data)
+        return True
+
+    def copy(self, source_key: str, target_key: str) -> None:
+        with self.open_read(source_key) as source, self.open_write(target_key) as sink:
+            shutil.copyfileobj(source, sink, COPY_CHUNK_BYTES)
+
+
+class FileStore(ObjectStore):
+    """Objects as files under a root folder; writes are staged in `<root>/.staging/` then renamed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.url = self.root.as_uri()
+        self._staging = self.root / ".staging"
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            handle = self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+        with handle:
+            yield handle
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        target = self._path(key)
+        self._staging.mkdir(parents=True, exist_ok=True)
+        staged = self._staging / f"{uuid.uuid4().hex}.part"
+        try:
+            with staged.open("wb") as sink:
+                yield sink
+                sink.flush()
+                os.fsync(sink.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        # Walk only the folder the prefix pins down, not the whole lake.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(folder) if folder else self.root
+        if not start.is_dir():
+            return
+        keys = []
+        for directory, subdirs, files in os.walk(start):
+            if Path(directory) == self.root:
+                subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+            relative = Path(directory).relative_to(self.root).as_posix()
+            for name in files:
+                key = name if relative == "." else f"{relative}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        yield from sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class _MultipartWriter(io.RawIOBase):
+    """A writable stream that uploads to S3 in parts, so large objects never sit in memory or on disk."""
+
+    def __init__(self, client, bucket: str, key: str, part_bytes: int) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key = client, bucket, key
+        self._part_bytes = part_bytes
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._buffer += data
+        while len(self._buffer) >= self._part_bytes:
+            self._upload_part(bytes(self._buffer[: self._part_bytes]))
+            del self._buffer[: self._part_bytes]
+        return len(data)
+
+    def _upload_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            created = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        answer = self._client.upload_part(
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+        )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    def publish(self) -> None:
+        if self._upload_id is None:
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+            return
+        if self._buffer:
+            self._upload_part(bytes(self._buffer))
+        self._client.complete_multipart_upload(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+
+
+class S3Store(ObjectStore):
+    """Objects in an S3 bucket under an optional prefix, through boto3 (AWS, MinIO, any S3 protocol server).
+
+    Credentials come from boto3's usual chain (environment, profile, instance role), never from code.
+    """
+
+    def __init__(
+        self, bucket: str, prefix: str = "", endpoint_url: str | None = None, part_bytes: int = 8 * 1024 * 1024
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.part_bytes = max(part_bytes, 5 * 1024 * 1024)  # S3's minimum for all but the last part
+        self._client = boto3.client(
+            "s3", endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 5, "mode": "standard"})
+        )
+
+    def _object_key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _is_missing(self, error: Exception) -> bool:
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=self._object_key(key))["Body"]
+        except ClientError as error:
+            if self._is_missing(error):
+                raise ObjectNotFound(key) from None
+            raise
+        with contextlib.closing(body):
+            yield body
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        writer = _MultipartWriter(self._client, self.bucket, self._object_key(key), self.part_bytes)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        writer.publish()
+
+    def _head(self, key: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as error:
+            if self._is_missing(error):
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise ObjectNotFound(key)
+        return int(head["ContentLength"])
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+            for entry in page.get("Contents", []):
+                yield entry["Key"][len(root) :]
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+
+    def copy(self, source_key: str, target_key: str) -> None:
+        # Server-side copy: the bytes never travel through this process.
+        self._client.copy(
+            {"Bucket": self.bucket, "Key": self._object_key(source_key)}, self.bucket, self._object_key(target_key)
+        )
+
+
+def open_store(url: str | None = None, settings: Settings | None = None) -> ObjectStore:
+    """The object store at `url` (default: the configured lake)."""
+    settings = settings or get_settings()
+    url = url or settings.lake_url
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        root = Path(unquote(parsed.path))
+        root.mkdir(parents=True, exist_ok=True)
+        return FileStore(root)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"lake URL {url!r} names no bucket")
+        return S3Store(parsed.netloc, parsed.path, endpoint_url=settings.s3_endpoint_url)
+    raise ValueError(f"unsupported lake URL {url!r}: use file:///path or s3://bucket/prefix")

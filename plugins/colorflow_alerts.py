@@ -1,0 +1,65 @@
+"""Failure alerts for every Colorflow task.
+
+DAG-level failure callbacks are unreliable in Airflow 3, so each DAG attaches `FailureAlert` to every
+task through `task_defaults()`. It fires once per final failure, after retries are spent. A failure is
+never dropped silently: with no alert channel configured it is logged at ERROR with everything on-call
+needs to act on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+logger = logging.getLogger("colorflow.alerts")
+
+ERROR_LINES = 5
+
+
+def describe_failure(context: dict[str, Any]) -> dict[str, Any]:
+    """The facts of a failed task that every alert carries."""
+    task_instance = context.get("ti") or context.get("task_instance")
+    error = context.get("exception")
+    error_text = "".join(str(error).splitlines(keepends=True)[:ERROR_LINES]) if error else "no exception recorded"
+    return {
+        "dag_id": getattr(task_instance, "dag_id", None),
+        "task_id": getattr(task_instance, "task_id", None),
+        "map_index": getattr(task_instance, "map_index", -1),
+        "run_id": getattr(task_instance, "run_id", None) or context.get("run_id"),
+        "try_number": getattr(task_instance, "try_number", None),
+        "error_type": type(error).__name__ if error else None,
+        "error": error_text,
+        "log_url": getattr(task_instance, "log_url", None),
+    }
+
+
+class FailureAlert(BaseNotifier):
+    """Reports a task's final failure."""
+
+    def notify(self, context: dict[str, Any]) -> None:
+        facts = describe_failure(context)
+        logger.error(
+            "COLORFLOW TASK FAILED: dag=%s task=%s map_index=%s run=%s try=%s\n%s: %s\nlog: %s",
+            facts["dag_id"],
+            facts["task_id"],
+            facts["map_index"],
+            facts["run_id"],
+            facts["try_number"],
+            facts["error_type"],
+            facts["error"],
+            facts["log_url"],
+        )
+
+
+def task_defaults(retries: int = 2, retry_delay: timedelta = timedelta(seconds=30)) -> dict[str, Any]:
+    """`default_args` for every Colorflow DAG: retries with backoff and the failure alert on each task."""
+    return {
+        "owner": "colorflow",
+        "retries": retries,
+        "retry_delay": retry_delay,
+        "retry_exponential_backoff": True,
+        "on_failure_callback": [FailureAlert()],
+    }

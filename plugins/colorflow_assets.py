@@ -1,0 +1,7 @@
+"""The Airflow Assets that chain Colorflow's DAGs: each stage publishes one, the next is scheduled by it."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+RAW_IMAGES = Asset(name="raw_images", uri="colorflow://lake/raw", group="colorflow")
