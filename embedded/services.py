@@ -176,8 +176,12 @@ def up(settings: Settings) -> None:
         subprocess.run(
             [str(BIN / "airflow"), "db", "migrate"], env=airflow_env(settings), check=True, stdout=subprocess.DEVNULL
         )
+    keeper = supervisor(settings)
+    # Start everything at once, then wait: the services do not need each other to boot.
     for service in services:
-        supervisor(settings).start(service)
+        keeper.start(service, wait=False)
+    for service in services:
+        keeper.wait_healthy(service)
 
 
 def down(settings: Settings) -> list[str]:

@@ -76,8 +76,8 @@ class Supervisor:
         except requests.RequestException:
             return False
 
-    def start(self, service: Service) -> None:
-        """Start `service` unless it already runs; returns once it is healthy."""
+    def start(self, service: Service, wait: bool = True) -> None:
+        """Start `service` unless it already runs; with `wait`, return only once it is healthy."""
         if self.running_process(service.name) is not None:
             logger.info("%s is already running", service.name)
         else:
@@ -95,7 +95,8 @@ class Supervisor:
             record = {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
             self._pid_file(service.name).write_text(json.dumps(record))
             logger.info("started %s (pid %d), log %s", service.name, process.pid, self.log_file(service.name))
-        self.wait_healthy(service)
+        if wait:
+            self.wait_healthy(service)
 
     def wait_healthy(self, service: Service) -> None:
         deadline = time.monotonic() + service.ready_timeout_s

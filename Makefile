@@ -1,0 +1,42 @@
+# Colorflow: `make demo` runs the pipeline on the embedded stack; `make test` runs every test.
+# Both prepare the machine first (Debian packages, .venv) when something is missing.
+
+PY := .venv/bin/python
+BOOTSTRAP := scripts/bootstrap.sh
+
+.PHONY: help bootstrap up down status demo test lint format bench lock
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+bootstrap:  ## install Debian packages and .venv when missing or out of date
+	@bash $(BOOTSTRAP)
+
+up: bootstrap  ## start Airflow, MLflow and the sandbox on loopback (waits until healthy)
+	$(PY) -m embedded up
+
+down:  ## stop the services `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m embedded down; else echo "nothing to stop"; fi
+
+status:  ## show the state of each local service
+	$(PY) -m embedded status
+
+demo: up  ## run the whole pipeline through Airflow and print a summary; leaves the UIs up
+	$(PY) -m embedded demo
+
+test: bootstrap  ## run every test (starts its own services on free ports)
+	$(PY) -m pytest
+
+lint: bootstrap  ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: bootstrap  ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: bootstrap  ## run the benchmarks; results go to bench/results/
+	$(PY) -m bench
+
+lock:  ## re-resolve requirements.in into the full lock requirements.txt
+	bash scripts/lock.sh

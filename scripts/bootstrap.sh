@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Make this machine ready for Colorflow, doing only what is missing:
+#   - Debian packages the stack needs (PostgreSQL server binaries for the catalog tests);
+#   - .venv, created or refreshed only when requirements.txt changed since it was last installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+VENV=.venv
+STAMP="$VENV/.requirements.sha256"
+
+missing_debian_packages() {
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || echo postgresql
+}
+
+packages=$(missing_debian_packages)
+if [ -n "$packages" ]; then
+    echo "bootstrap: installing Debian packages: $packages"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $packages
+fi
+
+wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$wanted" ]; then
+    echo "bootstrap: installing requirements.txt into $VENV (a few minutes the first time)"
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    # torch first and alone, so the exact CPU build is taken and nothing pulls a CUDA build.
+    "$VENV/bin/pip" install -q "$(grep '^torch==' requirements.txt)"
+    "$VENV/bin/pip" install -q -r requirements.txt
+    echo "$wanted" > "$STAMP"
+fi
+
+# The repository's packages and Airflow plugins are importable from the virtualenv without installing.
+site_packages=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n%s\n' "$PWD" "$PWD/plugins" > "$site_packages/colorflow.pth"

@@ -1,0 +1,129 @@
+"""The catalog on SQLite and on a real PostgreSQL server: migrations, upserts, and no duplicate rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from pipelines.catalog import Base, Catalog, Image, Sighting, SightingRecord, utcnow
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request, tmp_path: Path) -> Iterator[Catalog]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        server = request.getfixturevalue("postgres_url")
+        database = f"catalog_{uuid.uuid4().hex[:10]}"
+        with create_engine(server, isolation_level="AUTOCOMMIT").connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {database}"))
+        url = server.rsplit("/", 1)[0] + f"/{database}"
+    catalog = Catalog(url)
+    catalog.migrate()
+    yield catalog
+    catalog.engine.dispose()
+
+
+def sighting(source: str = "unsplash", source_id: str = "photo-1", **extra) -> SightingRecord:
+    return SightingRecord(source=source, source_id=source_id, url=f"https://example.org/{source_id}.jpg", **extra)
+
+
+def test_migrations_build_exactly_the_models_schema(catalog: Catalog) -> None:
+    with catalog.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+
+
+def test_migrate_is_idempotent(catalog: Catalog) -> None:
+    catalog.migrate()
+    with catalog.engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+
+
+def test_an_image_is_added_once(catalog: Catalog) -> None:
+    assert catalog.add_image("a" * 64, "raw/aa/" + "a" * 64 + ".jpg", "jpg", 1234) is True
+    assert catalog.add_image("a" * 64, "raw/aa/" + "a" * 64 + ".jpg", "jpg", 1234) is False
+    assert catalog.count(Image) == 1
+    assert catalog.count(Image, status="pending") == 1
+
+
+def test_sightings_are_unique_per_source_and_id_and_keep_attribution(catalog: Catalog) -> None:
+    catalog.add_image("b" * 64, "raw/bb/b.jpg", "jpg", 10)
+    record = sighting(author="Ansel", author_url="https://example.org/ansel", license="CC0", page_url="https://x/p")
+    assert catalog.add_sighting("b" * 64, record, run_id="run-1") is True
+    assert catalog.add_sighting("b" * 64, record, run_id="run-2") is False
+    assert catalog.add_sighting("b" * 64, sighting(source="flickr", source_id="photo-1"), run_id="run-2") is True
+    assert catalog.count(Sighting) == 2
+    assert catalog.count_by_source() == {"flickr": 1, "unsplash": 1}
+    with catalog.session() as session:
+        first = session.query(Sighting).filter_by(source="unsplash").one()
+        assert (first.author, first.license, first.run_id) == ("Ansel", "CC0", "run-1")
+
+
+def test_known_source_ids(catalog: Catalog) -> None:
+    catalog.add_image("c" * 64, "raw/cc/c.jpg", "jpg", 10)
+    for number in range(3):
+        catalog.add_sighting("c" * 64, sighting(source_id=f"id-{number}"), run_id="run")
+    wanted = [f"id-{number}" for number in range(1200)]
+    assert catalog.known_source_ids("unsplash", wanted) == {"id-0", "id-1", "id-2"}
+    assert catalog.known_source_ids("flickr", wanted) == set()
+
+
+def test_upsert_updates_only_the_named_columns(catalog: Catalog) -> None:
+    catalog.add_image("d" * 64, "raw/dd/d.jpg", "jpg", 10)
+    row = {
+        "sha256": "d" * 64,
+        "raw_key": "ignored",
+        "format": "png",
+        "byte_size": 99,
+        "status": "accepted",
+        "first_seen_at": utcnow(),
+    }
+    with catalog.session() as session:
+        assert catalog.upsert(session, Image, [row], key=["sha256"], update=["status"]) == 0
+    with catalog.session() as session:
+        image = session.get(Image, "d" * 64)
+        assert (image.status, image.format, image.byte_size, image.raw_key) == ("accepted", "jpg", 10, "raw/dd/d.jpg")
+
+
+def test_a_failed_transaction_leaves_no_rows(catalog: Catalog) -> None:
+    with pytest.raises(RuntimeError), catalog.session() as session:
+        catalog.upsert(
+            session,
+            Image,
+            [
+                {
+                    "sha256": "e" * 64,
+                    "raw_key": "k",
+                    "format": "jpg",
+                    "byte_size": 1,
+                    "status": "pending",
+                    "first_seen_at": utcnow(),
+                }
+            ],
+            key=["sha256"],
+        )
+        raise RuntimeError("killed mid-transaction")
+    assert catalog.count(Image) == 0
+
+
+def test_concurrent_writers_create_no_duplicates(catalog: Catalog) -> None:
+    """Parallel mapped tasks offer the same photos at once; each must end up exactly once."""
+
+    def offer(worker: int) -> None:
+        for number in range(10):
+            sha = f"{number:064x}"
+            catalog.add_image(sha, f"raw/{sha[:2]}/{sha}.jpg", "jpg", number)
+            catalog.add_sighting(sha, sighting(source_id=f"photo-{number}"), run_id=f"worker-{worker}")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(offer, range(4)))
+    assert catalog.count(Image) == 10
+    assert catalog.count(Sighting) == 10

@@ -1,0 +1,134 @@
+"""One contract for the lake, run against both backends: a folder and a real S3-protocol server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from pipelines.settings import Settings
+from pipelines.storage import FileStore, ObjectNotFound, ObjectStore, S3Store, check_key, open_store
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path: Path) -> Iterator[ObjectStore]:
+    if request.param == "file":
+        yield FileStore(tmp_path / "lake")
+        return
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    yield S3Store(bucket, prefix="colorflow", endpoint_url=endpoint, part_bytes=5 * 1024 * 1024)
+
+
+def test_put_get_exists_size(store: ObjectStore) -> None:
+    assert not store.exists("raw/ab/one.jpg")
+    store.put("raw/ab/one.jpg", b"\xff\xd8 photo bytes")
+    assert store.exists("raw/ab/one.jpg")
+    assert store.get("raw/ab/one.jpg") == b"\xff\xd8 photo bytes"
+    assert store.size("raw/ab/one.jpg") == len(b"\xff\xd8 photo bytes")
+
+
+def test_missing_objects_raise_object_not_found(store: ObjectStore) -> None:
+    with pytest.raises(ObjectNotFound):
+        store.get("raw/none.jpg")
+    with pytest.raises(ObjectNotFound):
+        store.size("raw/none.jpg")
+
+
+def test_list_by_prefix_is_sorted_and_complete(store: ObjectStore) -> None:
+    keys = ["raw/b2/y.png", "raw/a1/x.jpg", "raw/a1/w.jpg", "reports/quality/run/index.html", "rawness.txt"]
+    for key in keys:
+        store.put(key, key.encode())
+    assert list(store.list("raw/")) == ["raw/a1/w.jpg", "raw/a1/x.jpg", "raw/b2/y.png"]
+    assert list(store.list("raw/a1/x")) == ["raw/a1/x.jpg"]
+    assert list(store.list("raw")) == ["raw/a1/w.jpg", "raw/a1/x.jpg", "raw/b2/y.png", "rawness.txt"]
+    assert list(store.list()) == sorted(keys)
+    assert list(store.list("nothing/")) == []
+
+
+def test_delete_is_idempotent(store: ObjectStore) -> None:
+    store.put("quarantine/bad.jpg", b"x")
+    store.delete("quarantine/bad.jpg")
+    store.delete("quarantine/bad.jpg")
+    assert not store.exists("quarantine/bad.jpg")
+
+
+def test_streaming_write_and_read_of_a_large_object(store: ObjectStore) -> None:
+    """12 MiB in 1 MiB writes: on S3 this crosses the 5 MiB part size, so it is a multipart upload."""
+    digest = hashlib.sha256()
+    with store.open_write("datasets/v1/train/000000.tar") as sink:
+        for _ in range(12):
+            chunk = os.urandom(1024 * 1024)
+            digest.update(chunk)
+            sink.write(chunk)
+    assert store.size("datasets/v1/train/000000.tar") == 12 * 1024 * 1024
+    read_back = hashlib.sha256()
+    with store.open_read("datasets/v1/train/000000.tar") as source:
+        while chunk := source.read(256 * 1024):
+            read_back.update(chunk)
+    assert read_back.hexdigest() == digest.hexdigest()
+
+
+def test_object_is_invisible_until_the_write_completes(store: ObjectStore) -> None:
+    with store.open_write("datasets/v1/manifest.json") as sink:
+        sink.write(b'{"half": ')
+        assert not store.exists("datasets/v1/manifest.json")
+        assert list(store.list("datasets/")) == []
+        sink.write(b"false}")
+    assert store.get("datasets/v1/manifest.json") == b'{"half": false}'
+
+
+@pytest.mark.parametrize("size_mib", [1, 11])
+def test_failed_write_publishes_nothing_and_keeps_the_old_object(store: ObjectStore, size_mib: int) -> None:
+    store.put("checkpoints/run/last.pt", b"old checkpoint")
+    with pytest.raises(RuntimeError), store.open_write("checkpoints/run/last.pt") as sink:
+        sink.write(os.urandom(size_mib * 1024 * 1024))
+        raise RuntimeError("killed mid-upload")
+    assert store.get("checkpoints/run/last.pt") == b"old checkpoint"
+    assert list(store.list()) == ["checkpoints/run/last.pt"]
+    if isinstance(store, S3Store):
+        uploads = store._client.list_multipart_uploads(Bucket=store.bucket)
+        assert uploads.get("Uploads", []) == [], "an aborted write must not leave a multipart upload behind"
+
+
+def test_put_if_absent_and_copy(store: ObjectStore) -> None:
+    assert store.put_if_absent("raw/aa/aaaa.jpg", b"first") is True
+    assert store.put_if_absent("raw/aa/aaaa.jpg", b"second") is False
+    store.copy("raw/aa/aaaa.jpg", "quarantine/aaaa.jpg")
+    assert store.get("quarantine/aaaa.jpg") == b"first"
+    assert store.get("raw/aa/aaaa.jpg") == b"first"
+
+
+@pytest.mark.parametrize(
+    "key", ["", "/etc/passwd", "../outside", "raw/../../x", "raw//x", "raw/./x", "a\\b", ".staging/x"]
+)
+def test_unsafe_keys_are_refused(store: ObjectStore, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid object key"):
+        store.put(key, b"x")
+
+
+def test_uri_names_the_backend(store: ObjectStore) -> None:
+    assert store.uri("raw/ab/x.jpg").endswith("/raw/ab/x.jpg")
+    assert store.uri("raw/ab/x.jpg").startswith("s3://" if isinstance(store, S3Store) else "file://")
+
+
+def test_check_key_accepts_content_addressed_keys() -> None:
+    assert check_key("raw/ab/abcdef.jpg") == "raw/ab/abcdef.jpg"
+
+
+def test_open_store_picks_the_backend_from_the_url(tmp_path: Path, s3_endpoint: str) -> None:
+    settings = Settings(home=tmp_path, s3_endpoint_url=s3_endpoint)
+    assert isinstance(open_store(settings=settings), FileStore)
+    assert (tmp_path / "lake").is_dir()
+    s3 = open_store("s3://colorflow-bucket/lake/", settings=settings)
+    assert isinstance(s3, S3Store) and s3.bucket == "colorflow-bucket" and s3.prefix == "lake"
+    with pytest.raises(ValueError, match="unsupported lake URL"):
+        open_store("ftp://host/lake", settings=settings)
+    with pytest.raises(ValueError, match="names no bucket"):
+        open_store("s3:///lake", settings=settings)
