@@ -1,0 +1,54 @@
+"""Every DAG imports cleanly, is tagged, retries, alerts on each task's failure, and stays light to parse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILES = sorted(DAGS_FOLDER.glob("*.py"))
+HEAVY_MODULES = ("torch", "great_expectations", "mlflow", "kaggle")
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_FOLDER))
+
+
+def test_every_dag_file_imports_without_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert DAG_FILES, "the dags folder holds no DAG files"
+    assert {Path(dag.fileloc).name for dag in dagbag.dags.values()} == {path.name for path in DAG_FILES}
+
+
+def test_every_dag_has_tags_and_docs(dagbag) -> None:
+    for dag in dagbag.dags.values():
+        assert dag.tags, f"{dag.dag_id} has no tags"
+        assert dag.doc_md, f"{dag.dag_id} has no doc_md"
+
+
+def test_every_task_retries_and_alerts_on_failure(dagbag) -> None:
+    from colorflow_alerts import FailureAlert
+
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} never retries"
+            callbacks = task.on_failure_callback or []
+            assert any(isinstance(callback, FailureAlert) for callback in callbacks), (
+                f"{dag.dag_id}.{task.task_id} has no failure alert"
+            )
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
+def test_dag_files_do_not_import_heavy_libraries_at_parse_time(dag_file: Path) -> None:
+    probe = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]); "
+        f"print(','.join(name for name in {HEAVY_MODULES!r} if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(dag_file)], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1:] in ([], [""]), f"{dag_file.name} imports {result.stdout.strip()}"
