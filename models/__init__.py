@@ -1,0 +1,1 @@
+"""The colorization model: networks, losses, data, training and colorizing."""

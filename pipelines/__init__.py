@@ -1,0 +1,1 @@
+"""Colorflow pipeline stages, importable and testable without Airflow."""

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests_support import free_port, wait_for_port
+
+from embedded.ports import free_port, wait_for_port
 
 # Airflow reads its configuration at import: give the test process a private, example-free home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="colorflow-airflow-home-"))

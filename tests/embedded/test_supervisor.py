@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests_support import free_port
 
+from embedded.ports import free_port
 from embedded.supervisor import Service, ServiceFailed, Supervisor
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests and their fixtures."""
+"""Loopback port helpers for starting throwaway servers (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Wait until `process` listens on `port`; fail early if it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

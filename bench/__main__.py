@@ -1,0 +1,21 @@
+"""Run every benchmark and write its results to bench/results/ (`python -m bench`, or `make bench`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import storage
+
+BENCHMARKS = {"storage": storage.main}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], help="benchmarks to run (default: all)")
+    args = parser.parse_args()
+    for name in args.names or BENCHMARKS:
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main()
