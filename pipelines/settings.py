@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         default=True, description="Point sources at the local sandbox stand-ins instead of the real services."
     )
+    http_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (name or name:port) connectors may reach even at internal addresses; JSON list.",
+    )
     local_photos_dir: Path | None = Field(
         default=None,
         description="Folder ingest_local reads by default (None: the sample photos shipped in pip packages).",
@@ -61,6 +65,9 @@ class Settings(BaseSettings):
             self.catalog_url = f"sqlite:///{self.home / 'catalog.db'}"
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"http://{self.bind_host}:{self.mlflow_port}"
+        sandbox_host = f"{self.bind_host}:{self.sandbox_port}"
+        if self.sandbox and sandbox_host not in self.http_allowed_hosts:
+            self.http_allowed_hosts = [*self.http_allowed_hosts, sandbox_host]
         return self
 
     @property

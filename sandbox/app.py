@@ -1,20 +1,36 @@
-"""The sandbox host: one HTTP process that serves every stand-in service under its own prefix."""
+"""The sandbox host: one HTTP process that serves every stand-in service under its own path prefix.
+
+Each service module exposes `PREFIX` and `create_router(library)`; production connectors reach the real
+host where the sandbox has `http://127.0.0.1:8790/<prefix>`, so pointing a connection at the real
+service is the only change between the two.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+import importlib
 
-# Stand-in services, by URL prefix; each source issue adds its router here.
-SERVICES: dict[str, APIRouter] = {}
+from fastapi import FastAPI
+
+from sandbox.faults import FaultBoard, FaultMiddleware, fault_routes
+from sandbox.library import PhotoLibrary
+
+SERVICE_MODULES: tuple[str, ...] = ()
 
 
-def create_app() -> FastAPI:
+def create_app(library: PhotoLibrary | None = None) -> FastAPI:
+    library = library or PhotoLibrary()
+    board = FaultBoard()
     app = FastAPI(title="Colorflow sandbox", summary="Local stand-ins for the web services Colorflow reads.")
-    for prefix, router in SERVICES.items():
-        app.include_router(router, prefix=f"/{prefix}")
+    prefixes = []
+    for module_name in SERVICE_MODULES:
+        service = importlib.import_module(module_name)
+        app.include_router(service.create_router(library), prefix=f"/{service.PREFIX}")
+        prefixes.append(service.PREFIX)
+    app.include_router(fault_routes(board))
+    app.add_middleware(FaultMiddleware, board=board)
 
     @app.get("/healthz")
     def health() -> dict[str, object]:
-        return {"status": "ok", "services": sorted(SERVICES)}
+        return {"status": "ok", "services": sorted(prefixes), "photos": len(library.photos)}
 
     return app

@@ -10,10 +10,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from embedded.ports import free_port, wait_for_port
 
@@ -48,6 +49,34 @@ def s3_endpoint() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    """The sandbox host (stand-ins for Unsplash, Flickr, Instagram...) as its own process on loopback."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "python"), "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def faults(sandbox_url: str) -> Iterator[Callable[..., None]]:
+    """Switch a sandbox fault on for this test: `faults(path_prefix=..., kind="429", times=2)`."""
+
+    def inject(**rule: object) -> None:
+        requests.post(f"{sandbox_url}/_faults", json=rule, timeout=5).raise_for_status()
+
+    yield inject
+    requests.delete(f"{sandbox_url}/_faults", timeout=5).raise_for_status()
 
 
 def _postgres_bin() -> Path:

@@ -1,0 +1,161 @@
+"""The photographs every sandbox service serves: real color photos shipped inside pip packages
+(scikit-image, scikit-learn, matplotlib), and deterministic variants of them (crops, mirror images,
+hue turns), a few hundred distinct images in all.
+
+Each photo also carries the metadata a photo service would hold: keywords to search by, an author, a
+license id, and a creation time. Creation times fall in the days before the library's anchor date
+(today, UTC, unless pinned), so a daily ingestion DAG, and a backfill of recent days, always finds photos
+in its window.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from pipelines.sources.local import sample_photo_folders
+
+# The color photographs among the packages' samples, with words people would search them by.
+BASE_PHOTOS: dict[str, tuple[str, ...]] = {
+    "astronaut.png": ("astronaut", "space", "portrait", "people"),
+    "chelsea.png": ("cat", "animal", "pet"),
+    "coffee.png": ("coffee", "food", "drink"),
+    "rocket.jpg": ("rocket", "space", "launch"),
+    "motorcycle_left.png": ("motorcycle", "vehicle", "street"),
+    "hubble_deep_field.jpg": ("galaxy", "space", "stars"),
+    "china.jpg": ("temple", "architecture", "travel", "landscape"),
+    "flower.jpg": ("flower", "nature", "garden"),
+    "grace_hopper.jpg": ("portrait", "people", "history"),
+}
+COMMON_KEYWORDS = ("color", "photo")
+VARIANTS_PER_BASE = 40
+DAYS_SPANNED = 30
+SERVED_LONG_SIDE = 640
+AUTHORS = (
+    ("Ada Okafor", "adaokafor"),
+    ("Bruno Lindqvist", "brunolq"),
+    ("Chen Wei", "chenwei_photo"),
+    ("Dalia Haddad", "daliah"),
+    ("Emil Novak", "emilnovak"),
+    ("Farah Qureshi", "farahq"),
+    ("Gustavo Reyes", "greyes"),
+    ("Hana Sato", "hanasato"),
+)
+# Flickr's license ids (flickr.photos.licenses.getInfo): 0 is All Rights Reserved, 4 to 10 are open.
+FLICKR_LICENSES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+
+
+@dataclass(frozen=True)
+class LibraryPhoto:
+    """One distinct image the sandbox can serve, with the metadata services report about it."""
+
+    number: int
+    base: str
+    variant: int
+    keywords: tuple[str, ...]
+    created_at: datetime
+    author_name: str
+    author_username: str
+    license_id: int
+
+    @property
+    def slug(self) -> str:
+        return f"{Path(self.base).stem.replace('_', '-')}-{self.variant:02d}"
+
+
+def _variant_of(image: Image.Image, variant: int) -> Image.Image:
+    """A deterministic, visibly different take on `image`: crop window, mirror and hue turn by number."""
+    width, height = image.size
+    scale = 0.55 + 0.40 * ((variant * 7) % 10) / 9  # crop covers 55% to 95% of each side
+    crop_w, crop_h = max(16, int(width * scale)), max(16, int(height * scale))
+    left = ((variant * 37) % 11) * (width - crop_w) // 10
+    top = ((variant * 53) % 11) * (height - crop_h) // 10
+    result = image.crop((left, top, left + crop_w, top + crop_h))
+    if variant % 2:
+        result = ImageOps.mirror(result)
+    hue_turn = (variant // 2) % 5 * 12  # 0 to 48 degrees of 255: still natural-looking colors
+    if hue_turn:
+        hue, saturation, value = result.convert("HSV").split()
+        hue = hue.point(lambda level: (level + hue_turn) % 256)
+        result = Image.merge("HSV", (hue, saturation, value)).convert("RGB")
+    result.thumbnail((SERVED_LONG_SIDE, SERVED_LONG_SIDE), Image.Resampling.LANCZOS)
+    return result
+
+
+class PhotoLibrary:
+    """All sandbox photos, numbered 0..N-1, and their encodings on demand."""
+
+    def __init__(self, anchor: date | None = None) -> None:
+        pinned = os.environ.get("COLORFLOW_SANDBOX_ANCHOR_DATE")
+        self.anchor = anchor or (date.fromisoformat(pinned) if pinned else datetime.now(UTC).date())
+        folders = sample_photo_folders()
+        self._paths = {}
+        for name in BASE_PHOTOS:
+            found = [folder / name for folder in folders if (folder / name).is_file()]
+            if not found:
+                raise FileNotFoundError(f"sample photo {name} is missing from the installed packages")
+            self._paths[name] = found[0]
+
+    @cached_property
+    def photos(self) -> list[LibraryPhoto]:
+        midnight = datetime.combine(self.anchor, time(), tzinfo=UTC)
+        photos = []
+        for variant in range(VARIANTS_PER_BASE):
+            for base, keywords in BASE_PHOTOS.items():
+                number = len(photos)
+                name, username = AUTHORS[number % len(AUTHORS)]
+                photos.append(
+                    LibraryPhoto(
+                        number=number,
+                        base=base,
+                        variant=variant,
+                        keywords=keywords + COMMON_KEYWORDS,
+                        # Spread over the days before the anchor, at varied times of day.
+                        created_at=midnight
+                        - timedelta(days=1 + number % DAYS_SPANNED)
+                        + timedelta(seconds=(number * 7919) % 86400),
+                        author_name=name,
+                        author_username=username,
+                        license_id=FLICKR_LICENSES[number % len(FLICKR_LICENSES)],
+                    )
+                )
+        return photos
+
+    def get(self, number: int) -> LibraryPhoto | None:
+        return self.photos[number] if 0 <= number < len(self.photos) else None
+
+    def search(self, keyword: str) -> list[LibraryPhoto]:
+        """Photos tagged with `keyword` (case-insensitive), newest first, as services list them."""
+        wanted = keyword.strip().lower()
+        matches = [photo for photo in self.photos if wanted in photo.keywords]
+        return sorted(matches, key=lambda photo: (photo.created_at, photo.number), reverse=True)
+
+    def image(self, number: int) -> Image.Image:
+        return _render(self._paths[self.photos[number].base], self.photos[number].variant)
+
+    def encode(self, number: int, width: int | None = None, image_format: str = "JPEG") -> bytes:
+        """The photo encoded as a service would serve it, optionally scaled down to `width` pixels."""
+        return _encode(self._paths[self.photos[number].base], self.photos[number].variant, width, image_format)
+
+
+@lru_cache(maxsize=64)
+def _render(path: Path, variant: int) -> Image.Image:
+    with Image.open(path) as source:
+        return _variant_of(source.convert("RGB"), variant)
+
+
+@lru_cache(maxsize=512)
+def _encode(path: Path, variant: int, width: int | None, image_format: str) -> bytes:
+    image = _render(path, variant)
+    if width and width < image.width:
+        image = image.resize((width, max(1, round(image.height * width / image.width))), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    options = {"quality": 88} if image_format in ("JPEG", "WEBP") else {}
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
