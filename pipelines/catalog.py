@@ -124,6 +124,21 @@ class DatasetMember(Base):
     shard: Mapped[str] = mapped_column(String(255))
 
 
+class FetchFailure(Base):
+    """A photo a source offered that could not be fetched, kept so no loss is silent."""
+
+    __tablename__ = "fetch_failures"
+    __table_args__ = (UniqueConstraint("source", "source_id", "run_id", name="uq_fetch_failures_source_id_run"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(512))
+    url: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str] = mapped_column(String(255))
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 @dataclass(frozen=True)
 class SightingRecord:
     """What a source knows about one photo it offered."""
@@ -227,6 +242,19 @@ class Catalog:
         with self.session() as session:
             row = {**asdict(sighting), "image_sha256": image_sha256, "run_id": run_id, "fetched_at": utcnow()}
             return self.upsert(session, Sighting, [row], key=["source", "source_id"]) == 1
+
+    def add_fetch_failure(self, source: str, source_id: str, url: str, reason: str, run_id: str) -> None:
+        """Record that a candidate could not be fetched in this run (once per run, however often retried)."""
+        row = {
+            "source": source,
+            "source_id": source_id,
+            "url": url,
+            "reason": reason,
+            "run_id": run_id,
+            "failed_at": utcnow(),
+        }
+        with self.session() as session:
+            self.upsert(session, FetchFailure, [row], key=["source", "source_id", "run_id"], update=["reason"])
 
     def known_source_ids(self, source: str, source_ids: Iterable[str]) -> set[str]:
         """The subset of `source_ids` already sighted, so connectors skip fetching them again."""

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sandbox.faults import FaultBoard, FaultMiddleware, fault_routes
 from sandbox.library import PhotoLibrary
 
-SERVICE_MODULES: tuple[str, ...] = ()
+SERVICE_MODULES = ("sandbox.unsplash", "sandbox.flickr", "sandbox.instagram")
 
 
 def create_app(library: PhotoLibrary | None = None) -> FastAPI:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make this machine ready for Colorflow, doing only what is missing:
-#   - Debian packages the stack needs (PostgreSQL server binaries for the catalog tests);
+#   - Debian packages the stack needs: PostgreSQL server binaries (catalog tests), Chromium and
+#     ChromeDriver (the Instagram browser mode);
 #   - .venv, created or refreshed only when requirements.txt changed since it was last installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,11 @@ STAMP="$VENV/.requirements.sha256"
 
 missing_debian_packages() {
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || echo postgresql
+    [ -x /usr/bin/chromium ] || echo chromium
+    [ -x /usr/bin/chromedriver ] || echo chromium-driver
 }
 
-packages=$(missing_debian_packages)
+packages=$(missing_debian_packages | xargs)
 if [ -n "$packages" ]; then
     echo "bootstrap: installing Debian packages: $packages"
     sudo=""

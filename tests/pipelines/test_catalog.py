@@ -44,7 +44,7 @@ def test_migrations_build_exactly_the_models_schema(catalog: Catalog) -> None:
 def test_migrate_is_idempotent(catalog: Catalog) -> None:
     catalog.migrate()
     with catalog.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
 
 
 def test_an_image_is_added_once(catalog: Catalog) -> None:

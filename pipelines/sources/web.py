@@ -1,0 +1,137 @@
+"""What every web connector shares: the candidate photos it discovers for a time window, and storing
+them, fetched one by one, in the raw zone.
+
+A connector is a module with `discover(...) -> list[Candidate]` and `fetch(..., candidate) -> bytes`.
+Discovery runs in one task and its candidates travel through XCom as small dicts (ids, URLs,
+attribution); `store_candidates` runs in mapped tasks. A photo that fails alone (404, cut short, not an
+image) is recorded in the catalog as a fetch failure with its reason and skipped; a failure that means
+the whole source is unusable (login wall, bad key, HTML instead of JSON) raises `SourceUnavailable`,
+which fails the task at once instead of being retried forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipelines.catalog import Catalog, SightingRecord
+from pipelines.http import HttpError
+from pipelines.raw_zone import ingest_photo
+from pipelines.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+class SourceUnavailable(RuntimeError):
+    """The source as a whole refuses us (credentials, login wall, changed format): retrying will not help."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The half-open time range [start, end) one run collects, normally its data interval."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError(f"empty window: {self.start} to {self.end}")
+
+    def __contains__(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+    def halves(self) -> tuple[Window, Window]:
+        middle = self.start + (self.end - self.start) / 2
+        return Window(self.start, middle), Window(middle, self.end)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A photo a source offers: where its bytes are, and who made it under what license."""
+
+    source: str
+    source_id: str
+    url: str
+    page_url: str | None = None
+    author: str | None = None
+    author_url: str | None = None
+    license: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def sighting(self) -> SightingRecord:
+        return SightingRecord(
+            source=self.source,
+            source_id=self.source_id,
+            url=self.url,
+            page_url=self.page_url,
+            author=self.author,
+            author_url=self.author_url,
+            license=self.license,
+        )
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, data: dict[str, Any]) -> Candidate:
+        return cls(**data)
+
+
+def batches(candidates: list[Candidate], batch_size: int) -> list[list[dict[str, Any]]]:
+    """Candidates split for mapped tasks, as XCom-friendly dicts."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return [
+        [candidate.to_xcom() for candidate in candidates[start : start + batch_size]]
+        for start in range(0, len(candidates), batch_size)
+    ]
+
+
+def unique(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Candidates without repeats of the same source id, first occurrence kept, order kept."""
+    seen: set[str] = set()
+    kept = []
+    for candidate in candidates:
+        if candidate.source_id not in seen:
+            seen.add(candidate.source_id)
+            kept.append(candidate)
+    return kept
+
+
+def store_candidates(
+    candidates: Iterable[Candidate],
+    fetch: Callable[[Candidate], bytes],
+    store: ObjectStore,
+    catalog: Catalog,
+    run_id: str,
+) -> dict[str, int]:
+    """Fetch and store each candidate not seen before; returns counts for the run's summary."""
+    candidates = list(candidates)
+    counts: Counter[str] = Counter(offered=len(candidates))
+    by_source: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        by_source.setdefault(candidate.source, []).append(candidate)
+    for source, offered in by_source.items():
+        known = catalog.known_source_ids(source, [candidate.source_id for candidate in offered])
+        counts["already_known"] += len(known)
+        for candidate in offered:
+            if candidate.source_id in known:
+                continue
+            try:
+                data = fetch(candidate)
+            except HttpError as error:
+                logger.warning("skipping %s %s: %s", source, candidate.source_id, error)
+                catalog.add_fetch_failure(candidate.source, candidate.source_id, candidate.url, str(error), run_id)
+                counts["fetch_failed"] += 1
+                continue
+            outcome = ingest_photo(store, catalog, data, candidate.sighting(), run_id, name_hint=candidate.url)
+            counts["stored"] += outcome.sighting_added
+            counts["objects_written"] += outcome.object_written
+    logger.info("stored %d of %d candidates (%s)", counts["stored"], len(candidates), dict(counts))
+    return dict(counts)

@@ -1,0 +1,13 @@
+"""Flickr stand-in (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sandbox.library import PhotoLibrary
+
+PREFIX = "flickr"
+
+
+def create_router(library: PhotoLibrary) -> APIRouter:
+    return APIRouter()

@@ -1,0 +1,13 @@
+"""Instagram stand-in (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sandbox.library import PhotoLibrary
+
+PREFIX = "instagram"
+
+
+def create_router(library: PhotoLibrary) -> APIRouter:
+    return APIRouter()
