@@ -188,6 +188,7 @@ class HttpClient:
         allow_redirects: bool = True,
     ) -> Fetched:
         """One request, with retries; the whole body, checked against the size cap and `expect`ed types."""
+        timeout_text = f"connect {self.policy.connect_timeout_s:g}s, read {self.policy.read_timeout_s:g}s"
         attempt = retry(
             retry=retry_if_exception_type((IncompleteBody, requests.ConnectionError, requests.Timeout)),
             stop=stop_after_attempt(self.policy.retries + 1),
@@ -197,7 +198,11 @@ class HttpClient:
         try:
             return attempt(method, url, params, headers, expect, frozenset(ok_statuses), allow_redirects)
         except (requests.ConnectionError, requests.Timeout) as error:
-            raise HttpError(f"{method} {redact_url(url)} failed: {type(error).__name__}") from None
+            # The root cause (refused, reset, read timeout) says more than requests' wrapper, whose text
+            # would also repeat the URL with its secrets.
+            cause = getattr(error.args[0], "reason", None) if error.args else None
+            described = type(cause or error).__name__
+            raise HttpError(f"{method} {redact_url(url)} failed: {described} (timeouts {timeout_text})") from None
 
     def _request_once(
         self,
