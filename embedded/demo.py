@@ -1,17 +1,48 @@
-"""The demo: run Colorflow's pipeline through the embedded Airflow, then say what it did and where to look."""
+"""The demo: run Colorflow's pipeline through the embedded Airflow, then say what it did and where to look.
+
+Ingestion DAGs on a daily schedule are backfilled over the last few days, exactly as an operator would
+(`POST /api/v2/backfills`), so the demo also shows one run per day, each collecting its own window.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from embedded.airflow_api import AirflowClient
-from pipelines.catalog import Image, Sighting, open_catalog
+from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
 from pipelines.settings import Settings
 from pipelines.storage import open_store
 
 logger = logging.getLogger(__name__)
 
-DEMO_DAGS = ("ingest_local",)
+BACKFILL_DAYS = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    dag_id: str
+    backfill_days: int = 0  # 0: one manual run
+
+
+DEMO_STEPS = (
+    Step("ingest_local"),
+    Step("ingest_unsplash", backfill_days=BACKFILL_DAYS),
+    Step("ingest_flickr", backfill_days=BACKFILL_DAYS),
+    Step("ingest_instagram"),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    dag_id: str
+    how: str
+    states: list[str]
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.states) and all(state == "success" for state in self.states)
 
 
 def lake_counts(settings: Settings) -> dict[str, int]:
@@ -21,34 +52,43 @@ def lake_counts(settings: Settings) -> dict[str, int]:
         "raw objects": sum(1 for _ in store.list("raw/")),
         "images": catalog.count(Image),
         "sightings": catalog.count(Sighting),
+        "fetch failures": catalog.count(FetchFailure),
     }
 
 
+def run_step(client: AirflowClient, step: Step, today: datetime) -> Outcome:
+    client.wait_for_dag(step.dag_id)
+    client.unpause(step.dag_id)
+    if not step.backfill_days:
+        run_id = client.trigger(step.dag_id)
+        print(f"running {step.dag_id} ({run_id}) ...", flush=True)
+        return Outcome(step.dag_id, "manual run", [client.wait_for_run(step.dag_id, run_id)])
+    first, last = today - timedelta(days=step.backfill_days), today - timedelta(days=1)
+    backfill = client.backfill(step.dag_id, first, last)
+    print(f"backfilling {step.dag_id} from {first:%Y-%m-%d} to {last:%Y-%m-%d} ...", flush=True)
+    runs = client.wait_for_backfill(backfill)
+    return Outcome(step.dag_id, f"backfill {first:%m-%d}..{last:%m-%d}", [run["state"] for run in runs])
+
+
 def run_demo(settings: Settings) -> int:
-    """Trigger each demo DAG in turn and wait for it; returns a process exit code."""
+    """Run each demo step in turn; returns a process exit code."""
     client = AirflowClient(settings.airflow_url, settings.airflow_username, settings.airflow_password)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     before = lake_counts(settings)
-    outcomes = {}
-    for dag_id in DEMO_DAGS:
-        client.wait_for_dag(dag_id)
-        client.unpause(dag_id)
-        run_id = client.trigger(dag_id)
-        print(f"running {dag_id} ({run_id}) ...", flush=True)
-        outcomes[dag_id] = (run_id, client.wait_for_run(dag_id, run_id))
-    after = lake_counts(settings)
-    print(summary(settings, outcomes, before, after))
-    return 0 if all(state == "success" for _, state in outcomes.values()) else 1
+    outcomes = [run_step(client, step, today) for step in DEMO_STEPS]
+    print(summary(settings, outcomes, before, lake_counts(settings)))
+    return 0 if all(outcome.succeeded for outcome in outcomes) else 1
 
 
-def summary(
-    settings: Settings, outcomes: dict[str, tuple[str, str]], before: dict[str, int], after: dict[str, int]
-) -> str:
+def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int], after: dict[str, int]) -> str:
     lines = ["", "Colorflow demo", "=============="]
-    lines += [f"  {dag_id:<16} {state:<8} {run_id}" for dag_id, (run_id, state) in outcomes.items()]
+    for outcome in outcomes:
+        states = ", ".join(f"{outcome.states.count(state)} {state}" for state in sorted(set(outcome.states)))
+        lines.append(f"  {outcome.dag_id:<18} {outcome.how:<20} {states}")
     lines += ["", "Lake and catalog (now, and added by this demo):"]
-    lines += [f"  {name:<12} {after[name]:>6}   (+{after[name] - before[name]})" for name in after]
-    per_source = open_catalog(settings).count_by_source()
-    lines += [f"  sightings from {source}: {count}" for source, count in per_source.items()]
+    lines += [f"  {name:<15} {after[name]:>6}   (+{after[name] - before[name]})" for name in after]
+    lines += ["", "Images per source (sightings):"]
+    lines += [f"  {source:<15} {count:>6}" for source, count in open_catalog(settings).count_by_source().items()]
     lines += [
         "",
         f"  lake         {settings.lake_url}",

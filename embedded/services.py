@@ -19,6 +19,7 @@ from pathlib import Path
 from embedded.supervisor import Service, Supervisor
 from pipelines.catalog import open_catalog
 from pipelines.settings import REPO_ROOT, Settings
+from sandbox import credentials
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,41 @@ def _stack_secrets(settings: Settings) -> dict[str, str]:
     return values
 
 
+def sandbox_connections(settings: Settings) -> dict[str, str]:
+    """Airflow connections that point each source at its sandbox stand-in, as `AIRFLOW_CONN_*` variables.
+
+    Production defines the same connection ids with the real hosts and keys; nothing else changes. The
+    Instagram connection records the operator's permission to crawl, which is ours to give for the sandbox.
+    """
+    if not settings.sandbox:
+        return {}
+    base = settings.sandbox_url
+    connections = {
+        "unsplash_default": {
+            "conn_type": "http",
+            "host": f"{base}/unsplash/api",
+            "password": credentials.UNSPLASH_ACCESS_KEY,
+        },
+        "flickr_default": {
+            "conn_type": "http",
+            "host": f"{base}/flickr/services/rest/",
+            "password": credentials.FLICKR_API_KEY,
+        },
+        "instagram_default": {
+            "conn_type": "http",
+            "host": f"{base}/instagram/graph/v21.0",
+            "password": credentials.INSTAGRAM_ACCESS_TOKEN,
+            "extra": {
+                "user_id": credentials.INSTAGRAM_USER_ID,
+                "web_url": f"{base}/instagram",
+                "session_cookie": credentials.INSTAGRAM_SESSION_COOKIE,
+                "robots_permission": True,
+            },
+        },
+    }
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()}
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
     """Environment for every Airflow command of the embedded stack, tasks included."""
     airflow_home = settings.home / "airflow"
@@ -68,6 +104,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     env = {
         **os.environ,
         **settings_env(settings),
+        **sandbox_connections(settings),
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),

@@ -8,11 +8,14 @@ needs to act on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.exceptions import AirflowFailException
 
 logger = logging.getLogger("colorflow.alerts")
 
@@ -63,3 +66,15 @@ def task_defaults(retries: int = 2, retry_delay: timedelta = timedelta(seconds=3
         "retry_exponential_backoff": True,
         "on_failure_callback": [FailureAlert()],
     }
+
+
+@contextlib.contextmanager
+def fail_fast(*permanent: type[BaseException]) -> Iterator[None]:
+    """Turn errors that retrying cannot fix (a bad key, a login wall) into an immediate task failure.
+
+    Airflow retries every other exception; these go straight to the failure alert with their message.
+    """
+    try:
+        yield
+    except permanent as error:
+        raise AirflowFailException(f"{type(error).__name__}: {error}") from error

@@ -15,13 +15,13 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from pipelines.catalog import Catalog, SightingRecord
+from pipelines.catalog import Catalog, SightingRecord, open_catalog
 from pipelines.http import HttpError
 from pipelines.raw_zone import ingest_photo
-from pipelines.storage import ObjectStore
+from pipelines.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,15 @@ class Window:
     def halves(self) -> tuple[Window, Window]:
         middle = self.start + (self.end - self.start) / 2
         return Window(self.start, middle), Window(middle, self.end)
+
+
+def run_window(interval_start: datetime | None, interval_end: datetime | None, run_after: datetime) -> Window:
+    """The window a run collects: its data interval, or for a run without one (triggered by hand with no
+    logical date) the last whole UTC day before it was triggered."""
+    if interval_start is not None and interval_end is not None and interval_end > interval_start:
+        return Window(interval_start, interval_end)
+    day_start = run_after.replace(hour=0, minute=0, second=0, microsecond=0)
+    return Window(day_start - timedelta(days=1), day_start)
 
 
 @dataclass(frozen=True)
@@ -135,3 +144,9 @@ def store_candidates(
             counts["objects_written"] += outcome.object_written
     logger.info("stored %d of %d candidates (%s)", counts["stored"], len(candidates), dict(counts))
     return dict(counts)
+
+
+def store_batch(batch: Iterable[dict[str, Any]], fetch: Callable[[Candidate], bytes], run_id: str) -> dict[str, int]:
+    """`store_candidates` for one mapped task's batch from XCom, into the configured lake and catalog."""
+    candidates = [Candidate.from_xcom(item) for item in batch]
+    return store_candidates(candidates, fetch, open_store(), open_catalog(), run_id)

@@ -44,3 +44,13 @@ def test_task_defaults_attach_retries_and_the_alert() -> None:
     defaults = task_defaults()
     assert defaults["retries"] >= 1
     assert any(isinstance(callback, FailureAlert) for callback in defaults["on_failure_callback"])
+
+
+def test_fail_fast_turns_permanent_errors_into_a_failure_without_retries() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from colorflow_alerts import fail_fast
+
+    with pytest.raises(AirflowFailException, match="PermissionError: login wall"), fail_fast(PermissionError):
+        raise PermissionError("login wall")
+    with pytest.raises(ValueError), fail_fast(PermissionError):
+        raise ValueError("retry me")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, FetchFailure, Sighting
 from pipelines.http import HttpError
-from pipelines.sources.web import Candidate, Window, batches, store_candidates, unique
+from pipelines.sources.web import Candidate, Window, batches, run_window, store_candidates, unique
 from pipelines.storage import FileStore
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)
@@ -70,3 +70,11 @@ def test_store_candidates_records_failures_and_skips_known_ids(tmp_path: Path) -
     assert fetched == ["id-2"], "only the photo that failed is tried again"
     assert again["already_known"] == 3 and again.get("stored", 0) == 0
     assert catalog.count(FetchFailure) == 1, "a retried run records its failure once"
+
+
+def test_run_window_uses_the_data_interval_or_the_day_before_a_manual_trigger() -> None:
+    assert run_window(DAY, DAY + timedelta(days=1), DAY + timedelta(days=1, hours=3)) == Window(
+        DAY, DAY + timedelta(days=1)
+    )
+    manual = run_window(None, None, DAY + timedelta(days=1, hours=15, minutes=4))
+    assert manual == Window(DAY, DAY + timedelta(days=1))

@@ -1,0 +1,94 @@
+"""
+### ingest_flickr
+
+Collects openly licensed color photos from Flickr uploaded in the run's data interval: searches by tags
+within the upload-date window (split further while a window holds more than Flickr's 4,000 searchable
+results), keeps only the license allow-list, and stores each new photo with its owner and license name.
+Flickr's "photo unavailable" placeholder is recorded as a fetch failure, never stored.
+
+Connection `flickr_default`: host = REST endpoint, password = API key. Emits `raw_images`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.sdk import BaseHook, Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from colorflow_alerts import fail_fast, task_defaults
+from colorflow_assets import RAW_IMAGES
+
+
+@dag(
+    dag_id="ingest_flickr",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),  # each run covers [D, D+1)
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=2,
+    tags=["colorflow", "ingest", "web"],
+    default_args=task_defaults(),
+    doc_md=__doc__,
+    params={
+        "connection_id": Param("flickr_default", type="string", description="Airflow connection to use."),
+        "tags": Param(
+            ["flower", "cat", "space", "portrait", "architecture"],
+            type="array",
+            description="Photos with any of these tags.",
+        ),
+        "licenses": Param(
+            [4, 5, 7, 8, 9, 10, 11, 12],
+            type="array",
+            description="Allowed Flickr license ids (flickr.photos.licenses.getInfo).",
+        ),
+        "limit": Param(200, type="integer", minimum=1, description="At most this many photos per run."),
+        "batch_size": Param(20, type="integer", minimum=1, description="Photos per mapped task."),
+    },
+)
+def ingest_flickr() -> None:
+    @task
+    def discover() -> list[list[dict]]:
+        from pipelines.settings import get_settings
+        from pipelines.sources import flickr
+        from pipelines.sources.web import SourceUnavailable, batches, run_window
+
+        context = get_current_context()
+        params = context["params"]
+        with fail_fast(SourceUnavailable):
+            config = flickr.FlickrConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
+            window = run_window(
+                context["data_interval_start"], context["data_interval_end"], context["dag_run"].run_after
+            )
+            found = flickr.discover(
+                config,
+                flickr.client(config, get_settings()),
+                window,
+                params["tags"],
+                licenses=tuple(params["licenses"]),
+                limit=params["limit"],
+            )
+            return batches(found, params["batch_size"])
+
+    @task
+    def store(batch: list[dict]) -> dict[str, int]:
+        from pipelines.settings import get_settings
+        from pipelines.sources import flickr
+        from pipelines.sources.web import SourceUnavailable, store_batch
+
+        context = get_current_context()
+        params = context["params"]
+        with fail_fast(SourceUnavailable):
+            config = flickr.FlickrConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
+            http = flickr.client(config, get_settings())
+            return store_batch(batch, lambda candidate: flickr.fetch(config, http, candidate), context["run_id"])
+
+    @task(outlets=[RAW_IMAGES])
+    def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
+        from pipelines.summary import add_counts
+
+        return add_counts(counts)
+
+    summarize(store.expand(batch=discover()))
+
+
+ingest_flickr()

@@ -1,0 +1,91 @@
+"""
+### ingest_instagram
+
+Collects color photos posted under hashtags in the run's data interval. The default mode is the official
+Instagram Graph API hashtag search (hashtag ids cached in the lake, the 30-unique-hashtags-per-7-days
+budget respected). The `browser` mode renders and scrolls the hashtag pages in headless Chromium with
+the operator's session cookie and parses them with BeautifulSoup; it honours robots.txt unless the
+connection records the operator's permission (`robots_permission`), and a login wall fails the run.
+
+Connection `instagram_default`: host = Graph API base URL, password = access token, extra = `user_id`,
+and for browser mode `web_url`, `session_cookie`, `robots_permission`. Emits `raw_images`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.sdk import BaseHook, Param, dag, get_current_context, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from colorflow_alerts import fail_fast, task_defaults
+from colorflow_assets import RAW_IMAGES
+
+
+@dag(
+    dag_id="ingest_instagram",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),  # each run covers [D, D+1)
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["colorflow", "ingest", "web"],
+    default_args=task_defaults(),
+    doc_md=__doc__,
+    params={
+        "connection_id": Param("instagram_default", type="string", description="Airflow connection to use."),
+        "hashtags": Param(["cat", "flower", "coffee", "space"], type="array", description="Hashtags, without #."),
+        "mode": Param("graph", enum=["graph", "browser"], description="Graph API, or a real browser."),
+        "limit": Param(200, type="integer", minimum=1, description="At most this many photos per run."),
+        "max_scrolls": Param(30, type="integer", minimum=1, description="Browser mode: scrolls per page."),
+        "batch_size": Param(20, type="integer", minimum=1, description="Photos per mapped task."),
+    },
+)
+def ingest_instagram() -> None:
+    @task
+    def discover() -> list[list[dict]]:
+        from pipelines.settings import get_settings
+        from pipelines.sources import instagram
+        from pipelines.sources.web import SourceUnavailable, batches, run_window
+        from pipelines.storage import open_store
+
+        context = get_current_context()
+        params = context["params"]
+        with fail_fast(SourceUnavailable):
+            config = instagram.InstagramConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
+            http = instagram.client(config, get_settings())
+            window = run_window(
+                context["data_interval_start"], context["data_interval_end"], context["dag_run"].run_after
+            )
+            if params["mode"] == "browser":
+                found = instagram.discover_browser(
+                    config, http, window, params["hashtags"], params["limit"], params["max_scrolls"]
+                )
+            else:
+                found = instagram.discover_graph(
+                    config, http, window, params["hashtags"], params["limit"], state_store=open_store()
+                )
+            return batches(found, params["batch_size"])
+
+    @task
+    def store(batch: list[dict]) -> dict[str, int]:
+        from pipelines.settings import get_settings
+        from pipelines.sources import instagram
+        from pipelines.sources.web import SourceUnavailable, store_batch
+
+        context = get_current_context()
+        params = context["params"]
+        with fail_fast(SourceUnavailable):
+            config = instagram.InstagramConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
+            http = instagram.client(config, get_settings())
+            return store_batch(batch, lambda candidate: instagram.fetch(config, http, candidate), context["run_id"])
+
+    @task(outlets=[RAW_IMAGES])
+    def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
+        from pipelines.summary import add_counts
+
+        return add_counts(counts)
+
+    summarize(store.expand(batch=discover()))
+
+
+ingest_instagram()
