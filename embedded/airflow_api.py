@@ -4,6 +4,7 @@ through the real API server, exactly as a person would from the UI.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import datetime
@@ -117,6 +118,22 @@ class AirflowClient:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._call("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The text of one task attempt's log."""
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        answer = self._call("GET", path, params={"full_content": "true"}, headers={"Accept": "application/json"})
+        content = answer.get("content", "")
+        if isinstance(content, list):  # structured log lines
+            return "\n".join(line.get("event", "") if isinstance(line, dict) else str(line) for line in content)
+        return str(content)
+
+    def put_connection(self, connection_id: str, **fields: Any) -> None:
+        """Create or replace a connection (stored in Airflow's metadata database)."""
+        body = {"connection_id": connection_id, **fields}
+        with contextlib.suppress(AirflowError):
+            self._call("DELETE", f"connections/{connection_id}")
+        self._call("POST", "connections", json=body)
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
