@@ -48,6 +48,7 @@ def test_task_defaults_attach_retries_and_the_alert() -> None:
 
 def test_fail_fast_turns_permanent_errors_into_a_failure_without_retries() -> None:
     from airflow.sdk.exceptions import AirflowFailException
+
     from colorflow_alerts import fail_fast
 
     with pytest.raises(AirflowFailException, match="PermissionError: login wall"), fail_fast(PermissionError):
