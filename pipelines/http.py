@@ -126,7 +126,12 @@ class HttpPolicy:
     backoff_s: float = 0.5
     max_body_bytes: int = 50 * 1024 * 1024
     min_interval_s: float = 0.0
+    # A server may ask for a long pause; past this, fail and let the task's own retry come back later
+    # instead of holding a worker for hours.
+    max_retry_after_s: float = 120.0
     user_agent: str = "ColorflowBot/0.1 (+https://github.com/colorflow)"
+    # Sent to every host this client calls (image hosts, URLs from responses): never put secrets here;
+    # connectors add credentials per request to their own API host.
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -157,6 +162,7 @@ class HttpClient:
             backoff_factor=self.policy.backoff_s,
             status_forcelist=RETRY_STATUSES,
             respect_retry_after_header=True,
+            retry_after_max=self.policy.max_retry_after_s,
             raise_on_status=False,
             allowed_methods=None,
         )
