@@ -126,9 +126,9 @@ class HttpPolicy:
     backoff_s: float = 0.5
     max_body_bytes: int = 50 * 1024 * 1024
     min_interval_s: float = 0.0
-    # A server may ask for a long pause; past this, fail and let the task's own retry come back later
-    # instead of holding a worker for hours.
-    max_retry_after_s: float = 120.0
+    # A server may ask for a pause of hours; each wait is cut to this, so a worker is not held that long
+    # (after the last retry the request fails, and the task's own retry comes back later).
+    max_retry_after_s: int = 120
     user_agent: str = "ColorflowBot/0.1 (+https://github.com/colorflow)"
     # Sent to every host this client calls (image hosts, URLs from responses): never put secrets here;
     # connectors add credentials per request to their own API host.
