@@ -35,6 +35,9 @@ from colorflow_assets import RAW_IMAGES
         "connection_id": Param("instagram_default", type="string", description="Airflow connection to use."),
         "hashtags": Param(["cat", "flower", "coffee", "space"], type="array", description="Hashtags, without #."),
         "mode": Param("graph", enum=["graph", "browser"], description="Graph API, or a real browser."),
+        "include_top_media": Param(
+            True, type="boolean", description="Graph mode: also read top_media, which reaches past 24 hours."
+        ),
         "limit": Param(200, type="integer", minimum=1, description="At most this many photos per run."),
         "max_scrolls": Param(30, type="integer", minimum=1, description="Browser mode: scrolls per page."),
         "batch_size": Param(20, type="integer", minimum=1, description="Photos per mapped task."),
@@ -62,7 +65,13 @@ def ingest_instagram() -> None:
                 )
             else:
                 found = instagram.discover_graph(
-                    config, http, window, params["hashtags"], params["limit"], state_store=open_store()
+                    config,
+                    http,
+                    window,
+                    params["hashtags"],
+                    params["limit"],
+                    state_store=open_store(),
+                    include_top=params["include_top_media"],
                 )
             return batches(found, params["batch_size"])
 

@@ -85,7 +85,7 @@ def sandbox_connections(settings: Settings) -> dict[str, str]:
             "extra": {
                 "user_id": credentials.INSTAGRAM_USER_ID,
                 "web_url": f"{base}/instagram",
-                "session_cookie": credentials.INSTAGRAM_SESSION_COOKIE,
+                "session_token": credentials.INSTAGRAM_SESSION_COOKIE,
                 "robots_permission": True,
             },
         },

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -70,6 +71,24 @@ def redact_url(url: str) -> str:
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+_SECRET_NAMES = "|".join(sorted(SECRET_PARAMETERS))
+_SECRET_IN_TEXT = re.compile(rf"\b((?:{_SECRET_NAMES})=)[^&\s\"']+", re.IGNORECASE)
+
+
+class _RedactSecrets(logging.Filter):
+    """urllib3 logs each request line, query string included, at DEBUG: redact secrets there too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_IN_TEXT.sub(r"\1REDACTED", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
 
 
 def host_key(url: str) -> str:

@@ -4,6 +4,7 @@ and refusal of internal addresses (redirects included)."""
 from __future__ import annotations
 
 import http.server
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -156,3 +157,12 @@ def test_secrets_are_redacted_from_urls() -> None:
     shown = redact_url("https://api.flickr.com/services/rest/?method=x&api_key=s3cret&access_token=t0ken&page=2")
     assert "s3cret" not in shown and "t0ken" not in shown
     assert "page=2" in shown and "method=x" in shown
+
+
+def test_secrets_are_redacted_from_urllib3_debug_logs(
+    client: HttpClient, sandbox_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
+        client.get_json(f"{sandbox_url}/healthz", params={"api_key": "s3cret-key", "page": 2})
+    assert "healthz" in caplog.text and "page=2" in caplog.text
+    assert "s3cret-key" not in caplog.text
