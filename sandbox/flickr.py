@@ -39,7 +39,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from PIL import Image, ImageDraw, ImageOps
 
 from sandbox.credentials import FLICKR_API_KEY
-from sandbox.library import AUTHORS, PhotoLibrary, _variant_of
+from sandbox.library import AUTHORS, PhotoLibrary
 
 PREFIX = "flickr"
 
@@ -205,21 +205,6 @@ class FlickrCatalogue:
     def by_id(self) -> dict[str, FlickrPhoto]:
         return {photo.id: photo for photo in self.photos}
 
-    @cached_property
-    def _base_sizes(self) -> dict[str, tuple[int, int]]:
-        sizes = {}
-        for name, path in self.library._paths.items():
-            with Image.open(path) as image:  # reads the header only
-                sizes[name] = image.size
-        return sizes
-
-    def _measure(self, number: int) -> tuple[int, int]:
-        # The library offers no size lookup, and rendering a photo costs 10 to 40 ms (360 photos: seconds).
-        # Its own variant recipe run on a blank canvas of the base photo's size gives the same dimensions
-        # for a tenth of that; a test compares the two.
-        photo = self.library.photos[number]
-        return _variant_of(Image.new("L", self._base_sizes[photo.base]), photo.variant).size
-
     def measure_all(self) -> None:
         """Measure every library image once, so that the first search with url_* extras answers at once."""
         for photo in self.library.photos:
@@ -230,7 +215,7 @@ class FlickrCatalogue:
         # The lock is held while measuring: the background measurement and a request never measure twice.
         with self._sizes_lock:
             if number not in self._sizes:
-                self._sizes[number] = self._measure(number)
+                self._sizes[number] = self.library.size(number)
             return self._sizes[number]
 
     def size_of(self, number: int, suffix: str) -> tuple[int, int]:

@@ -47,7 +47,8 @@ AUTHORS = (
     ("Gustavo Reyes", "greyes"),
     ("Hana Sato", "hanasato"),
 )
-# Flickr's license ids (flickr.photos.licenses.getInfo): 0 is All Rights Reserved, 4 to 10 are open.
+# Flickr's license ids (flickr.photos.licenses.getInfo): 0 is All Rights Reserved; the rest are CC and
+# public-domain marks, of which connectors keep only their allow-list.
 FLICKR_LICENSES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
 
@@ -136,12 +137,24 @@ class PhotoLibrary:
         matches = [photo for photo in self.photos if wanted in photo.keywords]
         return sorted(matches, key=lambda photo: (photo.created_at, photo.number), reverse=True)
 
+    def size(self, number: int) -> tuple[int, int]:
+        """Width and height of a photo as served whole, without rendering it (services report sizes)."""
+        photo = self.photos[number]
+        return _variant_size(self._paths[photo.base], photo.variant)
+
     def image(self, number: int) -> Image.Image:
         return _render(self._paths[self.photos[number].base], self.photos[number].variant)
 
     def encode(self, number: int, width: int | None = None, image_format: str = "JPEG") -> bytes:
         """The photo encoded as a service would serve it, optionally scaled down to `width` pixels."""
         return _encode(self._paths[self.photos[number].base], self.photos[number].variant, width, image_format)
+
+
+@lru_cache(maxsize=1024)
+def _variant_size(path: Path, variant: int) -> tuple[int, int]:
+    # The variant recipe on a blank canvas of the base photo's size: the same geometry, a tenth of the cost.
+    with Image.open(path) as source:  # reads the header only
+        return _variant_of(Image.new("L", source.size), variant).size
 
 
 @lru_cache(maxsize=64)

@@ -61,7 +61,8 @@ LICENSE_NAMES = {
 DEFAULT_LIMIT = 500
 SEARCH_RESULT_LIMIT = 4000  # Flickr answers at most the first 4,000 results of a search
 PER_PAGE = 500  # Flickr's maximum, so a 4,000-result part takes 8 calls
-# Flickr allows 3,600 calls an hour per key; a quarter second between calls keeps bursts polite.
+# Flickr allows 3,600 calls an hour per key. A run makes tens of search calls (500 photos each), so a quarter
+# second between calls keeps it far under that while image downloads, on another host, are paced apart.
 MIN_INTERVAL_S = 0.25
 # license and date_upload make the client-side checks possible; url_l is the 1024-pixel size, url_o the original.
 EXTRAS = ("license", "date_upload", "owner_name", "url_l", "url_o")

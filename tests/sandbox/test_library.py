@@ -37,3 +37,9 @@ def test_search_and_resizing() -> None:
     assert library.search("no-such-thing") == []
     small = Image.open(io.BytesIO(library.encode(cats[0].number, width=100, image_format="PNG")))
     assert small.format == "PNG" and small.width == 100
+
+
+def test_size_matches_the_rendered_photo_without_rendering() -> None:
+    library = PhotoLibrary(anchor=date(2026, 11, 23))
+    for number in (0, 7, 100, 359):
+        assert library.size(number) == library.image(number).size
