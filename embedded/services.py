@@ -34,9 +34,10 @@ def supervisor(settings: Settings) -> Supervisor:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as `COLORFLOW_*` variables, so every process and task sees the same lake and catalog."""
     env = {}
-    for name, value in settings.model_dump().items():
+    for name, value in settings.model_dump(mode="json").items():
         if value is not None:
-            env[f"COLORFLOW_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+            # Lists and booleans in the JSON form pydantic-settings reads back.
+            env[f"COLORFLOW_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 

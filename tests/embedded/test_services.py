@@ -1,0 +1,40 @@
+"""The embedded stack's configuration: what its processes and tasks are told."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embedded.services import airflow_env, sandbox_connections, settings_env
+from pipelines.settings import Settings
+
+
+def test_settings_survive_the_trip_through_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings(home=tmp_path, sandbox_port=18790, http_allowed_hosts=["photos.example:443"])
+    for name, value in settings_env(original).items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
+
+
+def test_sandbox_connections_point_every_source_at_the_sandbox(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, sandbox_port=18790)
+    connections = {name: json.loads(value) for name, value in sandbox_connections(settings).items()}
+    assert set(connections) == {
+        "AIRFLOW_CONN_UNSPLASH_DEFAULT",
+        "AIRFLOW_CONN_FLICKR_DEFAULT",
+        "AIRFLOW_CONN_INSTAGRAM_DEFAULT",
+    }
+    assert all(fields["host"].startswith("http://127.0.0.1:18790/") for fields in connections.values())
+    assert sandbox_connections(Settings(home=tmp_path, sandbox=False)) == {}
+
+
+def test_airflow_listens_on_loopback_with_a_fixed_login(tmp_path: Path) -> None:
+    env = airflow_env(Settings(home=tmp_path, airflow_port=18080, airflow_password="secret"))
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+    passwords = json.loads(Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+    assert passwords == {"admin": "secret"}
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o077 == 0, "shared secrets must be private to the owner"
