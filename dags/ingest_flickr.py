@@ -18,6 +18,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from colorflow_alerts import fail_fast, task_defaults
 from colorflow_assets import RAW_IMAGES
+from colorflow_context import data_window
 
 
 @dag(
@@ -50,15 +51,13 @@ def ingest_flickr() -> None:
     def discover() -> list[list[dict]]:
         from pipelines.settings import get_settings
         from pipelines.sources import flickr
-        from pipelines.sources.web import SourceUnavailable, batches, run_window
+        from pipelines.sources.web import SourceUnavailable, batches
 
         context = get_current_context()
         params = context["params"]
         with fail_fast(SourceUnavailable):
             config = flickr.FlickrConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
-            window = run_window(
-                context["data_interval_start"], context["data_interval_end"], context["dag_run"].run_after
-            )
+            window = data_window(context)
             found = flickr.discover(
                 config,
                 flickr.client(config, get_settings()),

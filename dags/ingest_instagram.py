@@ -20,6 +20,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from colorflow_alerts import fail_fast, task_defaults
 from colorflow_assets import RAW_IMAGES
+from colorflow_context import data_window
 
 
 @dag(
@@ -48,7 +49,7 @@ def ingest_instagram() -> None:
     def discover() -> list[list[dict]]:
         from pipelines.settings import get_settings
         from pipelines.sources import instagram
-        from pipelines.sources.web import SourceUnavailable, batches, run_window
+        from pipelines.sources.web import SourceUnavailable, batches
         from pipelines.storage import open_store
 
         context = get_current_context()
@@ -56,9 +57,7 @@ def ingest_instagram() -> None:
         with fail_fast(SourceUnavailable):
             config = instagram.InstagramConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
             http = instagram.client(config, get_settings())
-            window = run_window(
-                context["data_interval_start"], context["data_interval_end"], context["dag_run"].run_after
-            )
+            window = data_window(context)
             if params["mode"] == "browser":
                 found = instagram.discover_browser(
                     config, http, window, params["hashtags"], params["limit"], params["max_scrolls"]

@@ -20,6 +20,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from colorflow_alerts import fail_fast, task_defaults
 from colorflow_assets import RAW_IMAGES
+from colorflow_context import data_window
 
 
 @dag(
@@ -47,16 +48,14 @@ def ingest_unsplash() -> None:
     def discover() -> list[list[dict]]:
         from pipelines.settings import get_settings
         from pipelines.sources import unsplash
-        from pipelines.sources.web import SourceUnavailable, batches, run_window
+        from pipelines.sources.web import SourceUnavailable, batches
 
         context = get_current_context()
         params = context["params"]
         with fail_fast(SourceUnavailable):
             config = unsplash.UnsplashConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
             http = unsplash.client(config, get_settings())
-            window = run_window(
-                context["data_interval_start"], context["data_interval_end"], context["dag_run"].run_after
-            )
+            window = data_window(context)
             if params["mode"] == "dataset":
                 found = unsplash.discover_dataset_tsv(http, params["dataset_tsv"], window, params["limit"])
             else:

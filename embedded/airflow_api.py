@@ -15,6 +15,7 @@ import requests
 logger = logging.getLogger(__name__)
 
 FINISHED_STATES = frozenset({"success", "failed"})
+LOCKED_RETRIES = 8
 
 
 class AirflowError(RuntimeError):
@@ -33,7 +34,12 @@ class AirflowClient:
         self._http.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        answer = self._http.request(method, f"{self.base_url}/api/v2/{path}", timeout=30, **kwargs)
+        for attempt in range(LOCKED_RETRIES):
+            answer = self._http.request(method, f"{self.base_url}/api/v2/{path}", timeout=30, **kwargs)
+            # On SQLite the API answers 503 while the scheduler holds the database lock; it passes.
+            if answer.status_code != 503 or attempt == LOCKED_RETRIES - 1:
+                break
+            time.sleep(1 + attempt)
         if not answer.ok:
             raise AirflowError(f"{method} {path}: HTTP {answer.status_code} {answer.text[:300]}")
         return answer.json() if answer.content else None
