@@ -19,7 +19,9 @@ LOCKED_RETRIES = 8
 
 
 class AirflowError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AirflowClient:
@@ -41,7 +43,7 @@ class AirflowClient:
                 break
             time.sleep(1 + attempt)
         if not answer.ok:
-            raise AirflowError(f"{method} {path}: HTTP {answer.status_code} {answer.text[:300]}")
+            raise AirflowError(f"{method} {path}: HTTP {answer.status_code} {answer.text[:300]}", answer.status_code)
         return answer.json() if answer.content else None
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 180) -> None:
@@ -66,7 +68,11 @@ class AirflowClient:
         return run["dag_run_id"]
 
     def backfill(self, dag_id: str, from_date: datetime, to_date: datetime) -> dict[str, Any]:
-        """Create a backfill (the scheduler runs it); returns the backfill record."""
+        """Create a backfill (the scheduler runs it); returns the backfill record.
+
+        Airflow allows one running backfill per DAG: one already running for the same days is returned
+        as it is (a create retried after a lock may have gone through), another is waited for first.
+        """
         # "completed": a rerun of the same days is run again (and, being idempotent, adds nothing).
         body = {
             "dag_id": dag_id,
@@ -74,9 +80,28 @@ class AirflowClient:
             "to_date": to_date.isoformat(),
             "reprocess_behavior": "completed",
         }
-        backfill = self._call("POST", "backfills", json=body)
-        logger.info("backfill %s of %s from %s to %s created", backfill["id"], dag_id, from_date, to_date)
-        return backfill
+        for _ in range(LOCKED_RETRIES):
+            running = [
+                backfill
+                for backfill in self._call("GET", "backfills", params={"dag_id": dag_id})["backfills"]
+                if backfill["completed_at"] is None
+            ]
+            for backfill in running:
+                if (datetime.fromisoformat(backfill["from_date"]), datetime.fromisoformat(backfill["to_date"])) == (
+                    from_date,
+                    to_date,
+                ):
+                    return backfill
+                self.wait_for_backfill(backfill)
+            try:
+                backfill = self._call("POST", "backfills", json=body)
+            except AirflowError as error:
+                if error.status != 409:
+                    raise
+                continue
+            logger.info("backfill %s of %s from %s to %s created", backfill["id"], dag_id, from_date, to_date)
+            return backfill
+        raise AirflowError(f"could not create a backfill of {dag_id}: another one keeps running")
 
     def runs_between(self, dag_id: str, from_date: datetime, to_date: datetime, run_type: str) -> list[dict[str, Any]]:
         """Runs of `dag_id` of one type whose logical dates lie in [from_date, to_date], oldest first."""
