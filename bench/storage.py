@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import boto3
 
-from embedded.ports import free_port, wait_for_port
+from embedded.ports import running_server
 from pipelines.storage import FileStore, ObjectStore, S3Store
 
 RESULTS = Path(__file__).resolve().parent / "results" / "storage.json"
@@ -60,24 +59,14 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         results["file"] = measure(FileStore(Path(folder)))
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, server)
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        endpoint = f"http://127.0.0.1:{port}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    moto = Path(sys.executable).parent / "moto_server"
+    with running_server(lambda port: [str(moto), "-H", "127.0.0.1", "-p", str(port)]) as endpoint:
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
         results["s3 (moto_server)"] = measure(S3Store(bucket, endpoint_url=endpoint))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
     report = {
         "benchmark": "storage",

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import BaseHook, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from colorflow_alerts import fail_fast, task_defaults
-from colorflow_assets import RAW_IMAGES
 from colorflow_context import data_window
+from colorflow_ingest import connect, store_photos, summarize
 
 
 @dag(
@@ -49,45 +49,23 @@ from colorflow_context import data_window
 def ingest_flickr() -> None:
     @task
     def discover() -> list[list[dict]]:
-        from pipelines.settings import get_settings
-        from pipelines.sources import flickr
         from pipelines.sources.web import SourceUnavailable, batches
 
         context = get_current_context()
         params = context["params"]
         with fail_fast(SourceUnavailable):
-            config = flickr.FlickrConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
-            window = data_window(context)
+            flickr, config, http = connect("flickr", params["connection_id"])
             found = flickr.discover(
                 config,
-                flickr.client(config, get_settings()),
-                window,
+                http,
+                data_window(context),
                 params["tags"],
                 licenses=tuple(params["licenses"]),
                 limit=params["limit"],
             )
             return batches(found, params["batch_size"])
 
-    @task
-    def store(batch: list[dict]) -> dict[str, int]:
-        from pipelines.settings import get_settings
-        from pipelines.sources import flickr
-        from pipelines.sources.web import SourceUnavailable, store_batch
-
-        context = get_current_context()
-        params = context["params"]
-        with fail_fast(SourceUnavailable):
-            config = flickr.FlickrConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
-            http = flickr.client(config, get_settings())
-            return store_batch(batch, lambda candidate: flickr.fetch(config, http, candidate), context["run_id"])
-
-    @task(outlets=[RAW_IMAGES])
-    def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
-        from pipelines.summary import add_counts
-
-        return add_counts(counts)
-
-    summarize(store.expand(batch=discover()))
+    summarize(store_photos.partial(source="flickr").expand(batch=discover()))
 
 
 ingest_flickr()

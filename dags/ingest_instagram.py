@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import BaseHook, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from colorflow_alerts import fail_fast, task_defaults
-from colorflow_assets import RAW_IMAGES
 from colorflow_context import data_window
+from colorflow_ingest import connect, store_photos, summarize
 
 
 @dag(
@@ -47,16 +47,13 @@ from colorflow_context import data_window
 def ingest_instagram() -> None:
     @task
     def discover() -> list[list[dict]]:
-        from pipelines.settings import get_settings
-        from pipelines.sources import instagram
         from pipelines.sources.web import SourceUnavailable, batches
         from pipelines.storage import open_store
 
         context = get_current_context()
         params = context["params"]
         with fail_fast(SourceUnavailable):
-            config = instagram.InstagramConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
-            http = instagram.client(config, get_settings())
+            instagram, config, http = connect("instagram", params["connection_id"])
             window = data_window(context)
             if params["mode"] == "browser":
                 found = instagram.discover_browser(
@@ -74,26 +71,7 @@ def ingest_instagram() -> None:
                 )
             return batches(found, params["batch_size"])
 
-    @task
-    def store(batch: list[dict]) -> dict[str, int]:
-        from pipelines.settings import get_settings
-        from pipelines.sources import instagram
-        from pipelines.sources.web import SourceUnavailable, store_batch
-
-        context = get_current_context()
-        params = context["params"]
-        with fail_fast(SourceUnavailable):
-            config = instagram.InstagramConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
-            http = instagram.client(config, get_settings())
-            return store_batch(batch, lambda candidate: instagram.fetch(config, http, candidate), context["run_id"])
-
-    @task(outlets=[RAW_IMAGES])
-    def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
-        from pipelines.summary import add_counts
-
-        return add_counts(counts)
-
-    summarize(store.expand(batch=discover()))
+    summarize(store_photos.partial(source="instagram").expand(batch=discover()))
 
 
 ingest_instagram()

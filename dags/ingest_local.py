@@ -15,7 +15,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from colorflow_alerts import task_defaults
-from colorflow_assets import RAW_IMAGES
+from colorflow_ingest import summarize
 
 
 @dag(
@@ -50,12 +50,6 @@ def ingest_local() -> None:
         return ingest_files(
             paths, open_store(), open_catalog(), run_id=context["run_id"], license=context["params"]["license"]
         )
-
-    @task(outlets=[RAW_IMAGES])
-    def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
-        from pipelines.summary import add_counts
-
-        return add_counts(counts)
 
     summarize(store.expand(paths=discover()))
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import BaseHook, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from colorflow_alerts import fail_fast, task_defaults
-from colorflow_assets import RAW_IMAGES
 from colorflow_context import data_window
+from colorflow_ingest import connect, store_photos, summarize
 
 
 @dag(
@@ -46,15 +46,12 @@ from colorflow_context import data_window
 def ingest_unsplash() -> None:
     @task
     def discover() -> list[list[dict]]:
-        from pipelines.settings import get_settings
-        from pipelines.sources import unsplash
         from pipelines.sources.web import SourceUnavailable, batches
 
         context = get_current_context()
         params = context["params"]
         with fail_fast(SourceUnavailable):
-            config = unsplash.UnsplashConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
-            http = unsplash.client(config, get_settings())
+            unsplash, config, http = connect("unsplash", params["connection_id"])
             window = data_window(context)
             if params["mode"] == "dataset":
                 found = unsplash.discover_dataset_tsv(http, params["dataset_tsv"], window, params["limit"])
@@ -62,26 +59,7 @@ def ingest_unsplash() -> None:
                 found = unsplash.discover(config, http, window, params["queries"], params["limit"])
             return batches(found, params["batch_size"])
 
-    @task
-    def store(batch: list[dict]) -> dict[str, int]:
-        from pipelines.settings import get_settings
-        from pipelines.sources import unsplash
-        from pipelines.sources.web import SourceUnavailable, store_batch
-
-        context = get_current_context()
-        params = context["params"]
-        with fail_fast(SourceUnavailable):
-            config = unsplash.UnsplashConfig.from_connection(BaseHook.get_connection(params["connection_id"]))
-            http = unsplash.client(config, get_settings())
-            return store_batch(batch, lambda candidate: unsplash.fetch(config, http, candidate), context["run_id"])
-
-    @task(outlets=[RAW_IMAGES])
-    def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
-        from pipelines.summary import add_counts
-
-        return add_counts(counts)
-
-    summarize(store.expand(batch=discover()))
+    summarize(store_photos.partial(source="unsplash").expand(batch=discover()))
 
 
 ingest_unsplash()

@@ -1,10 +1,12 @@
-"""Loopback port helpers for starting throwaway servers (tests, benchmarks)."""
+"""Throwaway servers on loopback ports (tests, benchmarks)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 
 
 def free_port() -> int:
@@ -25,3 +27,16 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 60) -
                 return
         time.sleep(0.2)
     raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
+
+
+@contextlib.contextmanager
+def running_server(command: Callable[[int], list[str]]) -> Iterator[str]:
+    """Run `command(port)` on a free loopback port until the block ends; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

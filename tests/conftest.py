@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from embedded.ports import free_port, wait_for_port
+from embedded.ports import free_port, running_server
 
 # Airflow reads its configuration at import: give the test process a private, example-free home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="colorflow-airflow-home-"))
@@ -30,12 +30,6 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3-protocol HTTP server process (moto_server) on loopback, with test credentials."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "colorflow-test",
@@ -43,29 +37,32 @@ def s3_endpoint() -> Iterator[str]:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
     )
-    try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_server(lambda port: [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def sandbox_url() -> Iterator[str]:
     """The sandbox host (stand-ins for Unsplash, Flickr, Instagram...) as its own process on loopback."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "python"), "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_server(lambda port: [str(BIN / "python"), "-m", "sandbox", "--port", str(port)]) as url:
+        yield url
+
+
+@pytest.fixture
+def sandbox_service(sandbox_url: str) -> Iterator[Callable[[str], str]]:
+    """`sandbox_service("instagram")`: a stand-in's base URL, its admin state (budgets, clocks, URL
+    lifetimes) reset now and again after the test, whatever the test changed."""
+    used: list[str] = []
+
+    def reset(prefix: str) -> str:
+        base = f"{sandbox_url}/{prefix}"
+        requests.post(f"{base}/_admin/reset", timeout=5).raise_for_status()
+        used.append(base)
+        return base
+
+    yield reset
+    for base in used:
+        requests.post(f"{base}/_admin/reset", timeout=5).raise_for_status()
 
 
 @pytest.fixture

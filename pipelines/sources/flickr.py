@@ -116,6 +116,12 @@ def client(config: FlickrConfig, settings: Settings) -> HttpClient:
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts), min_interval_s=MIN_INTERVAL_S))
 
 
+def connect(connection: Any, settings: Settings) -> tuple[FlickrConfig, HttpClient]:
+    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
+    config = FlickrConfig.from_connection(connection)
+    return config, client(config, settings)
+
+
 def as_int(value: Any) -> int:
     """A number Flickr sent as a number or as a string."""
     if isinstance(value, bool):

@@ -122,6 +122,12 @@ def client(config: InstagramConfig, settings: Settings | None = None) -> HttpCli
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts)))
 
 
+def connect(connection: Any, settings: Settings) -> tuple[InstagramConfig, HttpClient]:
+    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
+    config = InstagramConfig.from_connection(connection)
+    return config, client(config, settings)
+
+
 def normalize_hashtag(text: str) -> str:
     return text.strip().lstrip("#").lower()
 

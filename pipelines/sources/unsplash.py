@@ -105,6 +105,12 @@ def client(config: UnsplashConfig, settings: Settings) -> HttpClient:
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts), min_interval_s=MIN_INTERVAL_S))
 
 
+def connect(connection: Any, settings: Settings) -> tuple[UnsplashConfig, HttpClient]:
+    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
+    config = UnsplashConfig.from_connection(connection)
+    return config, client(config, settings)
+
+
 def _next_hour(now: datetime | None = None) -> datetime:
     now = now or datetime.now(UTC)
     return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,28 +61,14 @@ def run_window(interval_start: datetime | None, interval_end: datetime | None, r
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A photo a source offers: where its bytes are, and who made it under what license."""
+class Candidate(SightingRecord):
+    """A photo a source offers: its sighting (where its bytes are, who made it, under what license) plus
+    what the connector needs later to fetch it (`extra`, such as Unsplash's download_location)."""
 
-    source: str
-    source_id: str
-    url: str
-    page_url: str | None = None
-    author: str | None = None
-    author_url: str | None = None
-    license: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def sighting(self) -> SightingRecord:
-        return SightingRecord(
-            source=self.source,
-            source_id=self.source_id,
-            url=self.url,
-            page_url=self.page_url,
-            author=self.author,
-            author_url=self.author_url,
-            license=self.license,
-        )
+        return SightingRecord(**{column.name: getattr(self, column.name) for column in fields(SightingRecord)})
 
     def to_xcom(self) -> dict[str, Any]:
         return asdict(self)

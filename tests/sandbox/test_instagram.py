@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import urllib.robotparser
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,12 +24,9 @@ FIELDS = "id,media_type,media_url,permalink,caption,timestamp"
 
 
 @pytest.fixture
-def instagram(sandbox_url: str) -> Iterator[str]:
+def instagram(sandbox_service) -> str:
     """The stand-in's base URL, with budgets, clock and URL lifetime reset before and after the test."""
-    base = f"{sandbox_url}/instagram"
-    requests.post(f"{base}/_admin/reset", timeout=5).raise_for_status()
-    yield base
-    requests.post(f"{base}/_admin/reset", timeout=5).raise_for_status()
+    return sandbox_service("instagram")
 
 
 def graph(base: str, path: str, **params: object) -> requests.Response:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,12 +28,9 @@ from sandbox.instagram import WEB_APP_ID
 
 
 @pytest.fixture
-def service(sandbox_url: str) -> Iterator[str]:
+def service(sandbox_service) -> str:
     """The Instagram stand-in, reset (budgets, clock, URL lifetime) before and after each test."""
-    base = f"{sandbox_url}/instagram"
-    requests.post(f"{base}/_admin/reset", timeout=5).raise_for_status()
-    yield base
-    requests.post(f"{base}/_admin/reset", timeout=5).raise_for_status()
+    return sandbox_service("instagram")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,12 +75,9 @@ def lake(tmp_path: Path) -> tuple[FileStore, Catalog]:
 
 
 @pytest.fixture
-def admin(sandbox_url: str) -> Iterator[str]:
+def admin(sandbox_service) -> str:
     """The stand-in's admin URL; the budget is restored after the test, whatever the test set."""
-    url = f"{sandbox_url}/unsplash/_admin"
-    requests.post(f"{url}/reset", timeout=5).raise_for_status()
-    yield url
-    requests.post(f"{url}/reset", timeout=5).raise_for_status()
+    return f"{sandbox_service('unsplash')}/_admin"
 
 
 def stats(sandbox_url: str) -> dict:
