@@ -1,5 +1,6 @@
 """The embedded Colorflow stack: Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor;
-SQLite), an MLflow tracking server (SQLite backend, artifacts in the lake) and the sandbox host.
+metadata in a private PostgreSQL, see `embedded.postgres`), an MLflow tracking server (SQLite backend,
+artifacts in the lake) and the sandbox host.
 
 Everything lives under the settings' `home` (`.colorflow/` by default): Airflow's home, the MLflow
 database, PID files and logs. Ports and paths come from `pipelines.settings`, so a test can run a whole
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from embedded import postgres
 from embedded.supervisor import Service, Supervisor
 from pipelines.catalog import open_catalog
 from pipelines.settings import REPO_ROOT, Settings
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 BIN = Path(sys.executable).parent
 AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+AIRFLOW_DATABASE = "airflow"
 
 
 def supervisor(settings: Settings) -> Supervisor:
@@ -117,7 +120,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url(settings.postgres_port, AIRFLOW_DATABASE),
         "AIRFLOW__API__HOST": settings.bind_host,
         "AIRFLOW__API__PORT": str(settings.airflow_port),
         "AIRFLOW__API__BASE_URL": base_url,
@@ -138,9 +141,18 @@ def _airflow_component_healthy(component: str):
     return check
 
 
+def postgres_service(settings: Settings) -> Service:
+    return Service(
+        name="postgres",
+        argv=postgres.server_command(settings.home / "postgres", settings.postgres_port),
+        env=dict(os.environ),
+        probe=lambda: postgres.is_ready(settings.postgres_port),
+    )
+
+
 def stack_services(settings: Settings) -> list[Service]:
-    """The services of the embedded stack, in start order."""
-    services = []
+    """The services of the embedded stack, in start order (the database before Airflow)."""
+    services = [postgres_service(settings)]
     if settings.sandbox:
         services.append(
             Service(
@@ -206,15 +218,15 @@ def up(settings: Settings) -> None:
     """Prepare the databases and start every service that is not already running; idempotent."""
     settings.home.mkdir(parents=True, exist_ok=True)
     open_catalog(settings)
-    services = stack_services(settings)
-    if not (settings.home / "airflow" / "airflow.db").exists() or not all(
-        supervisor(settings).running_process(service.name) for service in services
-    ):
-        logger.info("migrating the Airflow metadata database")
-        subprocess.run(
-            [str(BIN / "airflow"), "db", "migrate"], env=airflow_env(settings), check=True, stdout=subprocess.DEVNULL
-        )
     keeper = supervisor(settings)
+    postgres.prepare_cluster(settings.home / "postgres")
+    keeper.start(postgres_service(settings))
+    postgres.ensure_database(settings.postgres_port, AIRFLOW_DATABASE)
+    logger.info("migrating the Airflow metadata database")
+    subprocess.run(
+        [str(BIN / "airflow"), "db", "migrate"], env=airflow_env(settings), check=True, stdout=subprocess.DEVNULL
+    )
+    services = stack_services(settings)
     # Start everything at once, then wait: the services do not need each other to boot.
     for service in services:
         keeper.start(service, wait=False)

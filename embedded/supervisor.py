@@ -33,6 +33,7 @@ class Service:
     env: Mapping[str, str]
     health_url: str | None = None
     health_check: Callable[[requests.Response], bool] = field(default=lambda response: response.ok)
+    probe: Callable[[], bool] | None = None  # readiness for services that do not speak HTTP
     ready_timeout_s: float = 120.0
 
 
@@ -69,6 +70,8 @@ class Supervisor:
     def is_healthy(self, service: Service) -> bool:
         if self.running_process(service.name) is None:
             return False
+        if service.probe is not None:
+            return service.probe()
         if service.health_url is None:
             return True
         try:

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     airflow_port: int = Field(default=8080, description="Port of the embedded Airflow API server and UI.")
     mlflow_port: int = Field(default=5000, description="Port of the embedded MLflow tracking server.")
     sandbox_port: int = Field(default=8790, description="Port of the sandbox host (stand-ins for web services).")
+    postgres_port: int = Field(default=5433, description="Port of the embedded PostgreSQL (Airflow's metadata).")
     airflow_username: str = Field(default="admin", description="Login of the embedded Airflow UI.")
     airflow_password: str = Field(default="admin", description="Password of the embedded Airflow UI.")
     sandbox: bool = Field(

@@ -4,19 +4,20 @@ the whole embedded stack. Nothing here is mocked; each server is a separate proc
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from embedded.ports import free_port, running_server
+from embedded import postgres
+from embedded.ports import running_server
 
 # Airflow reads its configuration at import: give the test process a private, example-free home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="colorflow-airflow-home-"))
@@ -76,31 +77,17 @@ def faults(sandbox_url: str) -> Iterator[Callable[..., None]]:
     requests.delete(f"{sandbox_url}/_faults", timeout=5).raise_for_status()
 
 
-def _postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise RuntimeError("PostgreSQL server binaries are missing: run `make bootstrap` (apt-get install postgresql)")
-    return Path(found[-1]).parent
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server (initdb + pg_ctl in a temporary folder) on a free loopback port."""
-    bindir = _postgres_bin()
+    """A throwaway PostgreSQL server (its own cluster in a temporary folder) on a free loopback port."""
     folder = Path(tempfile.mkdtemp(prefix="colorflow-pg-"))
-    data = folder / "data"
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb and pg_ctl refuse to run as root
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        folder.chmod(0o755)
-        shutil.chown(folder, "postgres", "postgres")
-    port = free_port()
-    run = lambda *argv: subprocess.run([*as_postgres, *argv], check=True, capture_output=True)  # noqa: E731
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start")
+    postgres.prepare_cluster(folder, durable=False)
     try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        with running_server(lambda port: postgres.server_command(folder, port, durable=False)) as address:
+            port = urlsplit(address).port
+            deadline = time.monotonic() + 30
+            while not postgres.is_ready(port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            yield postgres.url(port)
     finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(folder, ignore_errors=True)

@@ -38,3 +38,9 @@ def test_airflow_listens_on_loopback_with_a_fixed_login(tmp_path: Path) -> None:
     passwords = json.loads(Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
     assert passwords == {"admin": "secret"}
     assert (tmp_path / "secrets.json").stat().st_mode & 0o077 == 0, "shared secrets must be private to the owner"
+
+
+def test_airflow_keeps_its_metadata_in_the_private_postgresql(tmp_path: Path) -> None:
+    """SQLite cannot take a backfill while the scheduler runs: Airflow refuses it, or its scheduler crashes."""
+    env = airflow_env(Settings(home=tmp_path, postgres_port=15433))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:15433/airflow"

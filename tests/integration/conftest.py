@@ -4,6 +4,8 @@ developer's `.colorflow/` or a stack started by `make up`.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,16 +18,25 @@ from pipelines.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    home: Path = tmp_path_factory.mktemp("colorflow-home")
+def stack_settings() -> Iterator[Settings]:
+    # Not under pytest's private temporary folder: the PostgreSQL server runs as its own user and must
+    # be able to reach its data folder inside this home.
+    home = Path(tempfile.mkdtemp(prefix="colorflow-stack-"))
+    home.chmod(0o755)
     settings = Settings(
-        home=home, airflow_port=free_port(), mlflow_port=free_port(), sandbox_port=free_port(), airflow_password="test"
+        home=home,
+        airflow_port=free_port(),
+        mlflow_port=free_port(),
+        sandbox_port=free_port(),
+        postgres_port=free_port(),
+        airflow_password="test",
     )
     services.up(settings)
     try:
         yield settings
     finally:
         stopped = services.down(settings)
+        shutil.rmtree(home, ignore_errors=True)
         assert len(stopped) == len(services.stack_services(settings)), f"only {stopped} were running at the end"
 
 
