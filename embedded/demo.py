@@ -84,7 +84,7 @@ def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int],
     lines = ["", "Colorflow demo", "=============="]
     for outcome in outcomes:
         states = ", ".join(f"{outcome.states.count(state)} {state}" for state in sorted(set(outcome.states)))
-        lines.append(f"  {outcome.dag_id:<18} {outcome.how:<20} {states}")
+        lines.append(f"  {outcome.dag_id:<18} {outcome.how:<22} {states}")
     lines += ["", "Lake and catalog (now, and added by this demo):"]
     lines += [f"  {name:<15} {after[name]:>6}   (+{after[name] - before[name]})" for name in after]
     lines += ["", "Images per source (sightings):"]
