@@ -9,10 +9,12 @@
   every redirect, unless the host is on the explicit allow-list (the sandbox). This keeps a response
   that points at `169.254.169.254` or `127.0.0.1` from making Colorflow fetch internal resources.
 - Secrets in query strings are redacted from every message.
+- `stream` opens a GET the same way but leaves its body to the caller, for downloads that go to disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -20,9 +22,9 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -35,6 +37,8 @@ logger = logging.getLogger(__name__)
 SECRET_PARAMETERS = frozenset({"api_key", "access_token", "client_id", "key", "token", "sig", "signature", "oh"})
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CHUNK_BYTES = 64 * 1024
+
+T = TypeVar("T")
 
 
 class HttpError(RuntimeError):
@@ -213,21 +217,61 @@ class HttpClient:
         allow_redirects: bool = True,
     ) -> Fetched:
         """One request, with retries; the whole body, checked against the size cap and `expect`ed types."""
-        timeout_text = f"connect {self.policy.connect_timeout_s:g}s, read {self.policy.read_timeout_s:g}s"
-        attempt = retry(
+        attempt = self._retrying(self._request_once)
+        try:
+            return attempt(method, url, params, headers, expect, frozenset(ok_statuses), allow_redirects)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise self._connection_failure(method, url, error) from None
+
+    @contextlib.contextmanager
+    def stream(
+        self, url: str, *, headers: Mapping[str, str] | None = None, ok_statuses: Iterable[int] = (200, 206)
+    ) -> Iterator[requests.Response]:
+        """A GET whose body is left for the caller to read with `response.iter_content`, for bodies that go
+        to disk rather than memory (dumps of many GiB), so the size cap does not apply.
+
+        Opening is guarded, paced and retried like `request`; a status outside `ok_statuses` is an HttpError
+        with a redacted excerpt of the body. Errors while the caller reads the body (a cut connection, a short
+        body) reach it as requests raises them, because only the caller knows how to resume.
+        """
+        opening = self._retrying(self._open_stream)
+        try:
+            response = opening(url, headers)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise self._connection_failure("GET", url, error) from None
+        with response:
+            if response.status_code not in frozenset(ok_statuses):
+                try:
+                    excerpt = next(response.iter_content(200), b"").decode("utf-8", "replace").strip()
+                except requests.RequestException:
+                    excerpt = "(body unreadable)"
+                raise HttpError(
+                    f"GET {redact_url(response.url)}: HTTP {response.status_code}: {excerpt}",
+                    status=response.status_code,
+                )
+            yield response
+
+    def _open_stream(self, url: str, headers: Mapping[str, str] | None) -> requests.Response:
+        self._pace(url)
+        timeout = (self.policy.connect_timeout_s, self.policy.read_timeout_s)
+        return self._session.get(url, headers=headers, timeout=timeout, stream=True)
+
+    def _retrying(self, function: Callable[..., T]) -> Callable[..., T]:
+        """`function` retried with backoff when the connection fails or a body arrives cut short."""
+        return retry(
             retry=retry_if_exception_type((IncompleteBody, requests.ConnectionError, requests.Timeout)),
             stop=stop_after_attempt(self.policy.retries + 1),
             wait=wait_exponential(multiplier=self.policy.backoff_s, max=30),
             reraise=True,
-        )(self._request_once)
-        try:
-            return attempt(method, url, params, headers, expect, frozenset(ok_statuses), allow_redirects)
-        except (requests.ConnectionError, requests.Timeout) as error:
-            # The root cause (refused, reset, read timeout) says more than requests' wrapper, whose text
-            # would also repeat the URL with its secrets.
-            cause = getattr(error.args[0], "reason", None) if error.args else None
-            described = type(cause or error).__name__
-            raise HttpError(f"{method} {redact_url(url)} failed: {described} (timeouts {timeout_text})") from None
+        )(function)
+
+    def _connection_failure(self, method: str, url: str, error: requests.RequestException) -> HttpError:
+        # The root cause (refused, reset, read timeout) says more than requests' wrapper, whose text
+        # would also repeat the URL with its secrets.
+        cause = getattr(error.args[0], "reason", None) if error.args else None
+        described = type(cause or error).__name__
+        timeout_text = f"connect {self.policy.connect_timeout_s:g}s, read {self.policy.read_timeout_s:g}s"
+        return HttpError(f"{method} {redact_url(url)} failed: {described} (timeouts {timeout_text})")
 
     def _request_once(
         self,
