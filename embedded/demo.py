@@ -24,6 +24,7 @@ BACKFILL_DAYS = 3
 class Step:
     dag_id: str
     backfill_days: int = 0  # 0: one manual run
+    conf: dict | None = None
 
 
 DEMO_STEPS = (
@@ -31,6 +32,9 @@ DEMO_STEPS = (
     Step("ingest_unsplash", backfill_days=BACKFILL_DAYS),
     Step("ingest_flickr", backfill_days=BACKFILL_DAYS),
     Step("ingest_instagram"),
+    Step("ingest_imagenet"),
+    Step("ingest_coco"),
+    Step("ingest_kaggle"),
 )
 
 
@@ -60,7 +64,7 @@ def run_step(client: AirflowClient, step: Step, today: datetime) -> Outcome:
     client.wait_for_dag(step.dag_id)
     client.unpause(step.dag_id)
     if not step.backfill_days:
-        run_id = client.trigger(step.dag_id)
+        run_id = client.trigger(step.dag_id, step.conf)
         print(f"running {step.dag_id} ({run_id}) ...", flush=True)
         return Outcome(step.dag_id, "manual run", [client.wait_for_run(step.dag_id, run_id)])
     first, last = today - timedelta(days=step.backfill_days), today - timedelta(days=1)

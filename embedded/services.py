@@ -82,6 +82,14 @@ def sandbox_connections(settings: Settings) -> dict[str, str]:
             "host": f"{base}/flickr/services/rest/",
             "password": credentials.FLICKR_API_KEY,
         },
+        "imagenet_default": {"conn_type": "http", "host": f"{base}/imagenet"},
+        "coco_default": {"conn_type": "http", "host": f"{base}/coco"},
+        "kaggle_default": {
+            "conn_type": "http",
+            "host": f"{base}/kaggle/api/v1",
+            "login": credentials.KAGGLE_USERNAME,
+            "password": credentials.KAGGLE_KEY,
+        },
         "instagram_default": {
             "conn_type": "http",
             "host": f"{base}/instagram/graph/v21.0",

@@ -34,7 +34,21 @@ from urllib3.util.retry import Retry
 
 logger = logging.getLogger(__name__)
 
-SECRET_PARAMETERS = frozenset({"api_key", "access_token", "client_id", "key", "token", "sig", "signature", "oh"})
+SECRET_PARAMETERS = frozenset(
+    {
+        "api_key",
+        "access_token",
+        "client_id",
+        "key",
+        "token",
+        "sig",
+        "signature",
+        "oh",
+        "x-goog-signature",
+        "x-amz-signature",
+        "x-amz-security-token",
+    }
+)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CHUNK_BYTES = 64 * 1024
 

@@ -40,3 +40,32 @@ def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
     from pipelines.summary import add_counts
 
     return add_counts(counts)
+
+
+@task(task_id="ingest")
+def ingest_dump(source: str) -> dict[str, int]:
+    """Download one dataset dump, resumably and verified, and store the slice the run's params ask for.
+
+    The download lives in a fixed work folder, so a retry after a kill resumes it where it stopped. A hostile
+    or corrupt archive fails at once: retrying cannot make it safe.
+    """
+    from pipelines.archives import ArchiveError
+    from pipelines.catalog import open_catalog
+    from pipelines.settings import get_settings
+    from pipelines.sources.dumps import work_dir
+    from pipelines.sources.web import SourceUnavailable
+    from pipelines.storage import open_store
+
+    context = get_current_context()
+    params = context["params"]
+    with fail_fast(SourceUnavailable, ArchiveError):
+        connector, config, http = connect(source, params["connection_id"])
+        return connector.ingest(
+            config,
+            http,
+            open_store(),
+            open_catalog(),
+            context["run_id"],
+            work_dir(get_settings(), source),
+            **connector.ingest_options(params),
+        )

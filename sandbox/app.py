@@ -14,7 +14,15 @@ from fastapi import FastAPI
 from sandbox.faults import FaultBoard, FaultMiddleware, fault_routes
 from sandbox.library import PhotoLibrary
 
-SERVICE_MODULES = ("sandbox.unsplash", "sandbox.flickr", "sandbox.instagram")
+SERVICE_MODULES = (
+    "sandbox.unsplash",
+    "sandbox.flickr",
+    "sandbox.instagram",
+    "sandbox.files",
+    "sandbox.imagenet",
+    "sandbox.coco",
+    "sandbox.kaggle",
+)
 
 
 def create_app(library: PhotoLibrary | None = None) -> FastAPI:

@@ -25,6 +25,9 @@ def test_sandbox_connections_point_every_source_at_the_sandbox(tmp_path: Path) -
         "AIRFLOW_CONN_UNSPLASH_DEFAULT",
         "AIRFLOW_CONN_FLICKR_DEFAULT",
         "AIRFLOW_CONN_INSTAGRAM_DEFAULT",
+        "AIRFLOW_CONN_IMAGENET_DEFAULT",
+        "AIRFLOW_CONN_COCO_DEFAULT",
+        "AIRFLOW_CONN_KAGGLE_DEFAULT",
     }
     assert all(fields["host"].startswith("http://127.0.0.1:18790/") for fields in connections.values())
     assert sandbox_connections(Settings(home=tmp_path, sandbox=False)) == {}

@@ -1,0 +1,228 @@
+"""COCO 2017: the image zips (`zips/train2017.zip`, `zips/val2017.zip`) with the licenses and Flickr origins
+from `annotations/annotations_trainval2017.zip`, read member by member into the raw zone.
+
+In production the connection's host is http://images.cocodataset.org. COCO publishes no checksum files;
+the sandbox serves `<zip>.md5` beside each zip, and in production the md5s are pinned in the connection
+(extra `{"md5": {"val2017.zip": "...", ...}}`), which takes precedence over a published file.
+
+Each image's sighting carries what COCO says about it in `annotations/instances_<split>.json`:
+- source id: the COCO image id (`397133`), unique across splits;
+- license: the name of the license its `license` id points to in the file's `licenses` list (COCO's ids
+  are Flickr's license ids 1 to 8: "Attribution License" is CC BY 2.0);
+- page URL: its `flickr_url`, kept verbatim. COCO's photos are Flickr photos, and that URL's file name starts
+  with the Flickr photo id (`http://farm4.staticflickr.com/3153/2970773875_164f0c0b83_z.jpg` is photo
+  2970773875), the id the Flickr connector uses as its source id. `flickr_photo_id` reads it back and
+  `flickr_twins` finds the COCO images whose Flickr photo the catalog also holds from Flickr, so the same
+  photo reached both ways is recognized as one even though COCO's copy has other bytes than Flickr's.
+
+Subsets: splits (`train2017`, `val2017`), classes (COCO category names such as "cat": an image is taken
+when one of its annotations has a wanted category), and `max_images`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from pipelines.archives import Member, iter_zip
+from pipelines.catalog import Catalog, Sighting, SightingRecord
+from pipelines.downloads import DownloadResult
+from pipelines.http import HttpClient, redact_url
+from pipelines.settings import Settings
+from pipelines.sources import dumps
+from pipelines.sources import flickr as flickr_source
+from pipelines.sources.dumps import EVERYTHING, DumpHost, Subset
+from pipelines.sources.web import SourceUnavailable
+from pipelines.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "coco"
+SPLITS = ("train2017", "val2017")
+ANNOTATIONS = "annotations_trainval2017"
+# A Flickr static file name (`<id>_<secret>[_<size>].<ext>`) or a photo page path (`/photos/<owner>/<id>/`).
+FLICKR_STATIC_NAME = re.compile(r"(?P<id>\d+)_[0-9a-f]+(?:_[0-9a-z]+)?\.[a-z]+", re.I)
+FLICKR_PAGE_PATH = re.compile(r"/photos/[^/]+/(?P<id>\d+)(?:/.*)?")
+
+
+@dataclass(frozen=True)
+class CocoConfig(DumpHost):
+    """The COCO host (http://images.cocodataset.org, or the sandbox's `/coco`) and pinned zip md5s."""
+
+    service = "COCO"
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """What one split's `instances_<split>.json` says about its images, indexed by zip member name."""
+
+    images: dict[str, dict[str, Any]]  # member name (`val2017/000000397133.jpg`) -> image record
+    license_names: dict[int, str]
+    categories_by_image: dict[int, set[str]]
+    category_names: frozenset[str]
+
+    def in_classes(self, image_id: Any, classes: tuple[str, ...] | None) -> bool:
+        """Whether one of the image's annotations has a category in `classes` (None: every image is)."""
+        return classes is None or not self.categories_by_image.get(image_id, set()).isdisjoint(classes)
+
+    def license_name(self, license_id: Any) -> str | None:
+        if license_id is None:
+            return None
+        return self.license_names.get(license_id, f"COCO license {license_id}")
+
+
+def client(config: CocoConfig, settings: Settings) -> HttpClient:
+    """An HTTP client for the dump host, allowed to reach the allow-listed (sandbox) hosts."""
+    return dumps.client(settings)
+
+
+def connect(connection: Any, settings: Settings) -> tuple[CocoConfig, HttpClient]:
+    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
+    config = CocoConfig.from_connection(connection)
+    return config, client(config, settings)
+
+
+def flickr_photo_id(url: str | None) -> str | None:
+    """The Flickr photo id in a Flickr image URL (COCO's `flickr_url`) or photo page URL; None for others."""
+    if not url:
+        return None
+    path = urlsplit(url).path
+    page = FLICKR_PAGE_PATH.fullmatch(path)
+    if page:
+        return page["id"]
+    static = FLICKR_STATIC_NAME.fullmatch(path.rsplit("/", 1)[-1])
+    return static["id"] if static else None
+
+
+def flickr_twins(catalog: Catalog) -> dict[str, str]:
+    """COCO image id -> Flickr photo id, for the COCO images whose Flickr photo the catalog also holds from
+    the Flickr connector (whose source id is the Flickr photo id): one photo, reached two ways."""
+    with catalog.session() as session:
+        rows = session.execute(
+            select(Sighting.source_id, Sighting.page_url).where(
+                Sighting.source == SOURCE, Sighting.page_url.is_not(None)
+            )
+        ).all()
+    origins = {coco_id: flickr_id for coco_id, page_url in rows if (flickr_id := flickr_photo_id(page_url))}
+    held = catalog.known_source_ids(flickr_source.SOURCE, set(origins.values()))
+    return {coco_id: flickr_id for coco_id, flickr_id in origins.items() if flickr_id in held}
+
+
+def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`ingest`'s keyword arguments from a DAG run's params (splits, classes, max_images)."""
+    return {"subset": Subset.from_params(params.get("splits"), params.get("classes"), params.get("max_images"))}
+
+
+def ingest(
+    config: CocoConfig,
+    http: HttpClient,
+    store: ObjectStore,
+    catalog: Catalog,
+    run_id: str,
+    work_dir: Path,
+    *,
+    subset: Subset = EVERYTHING,
+    annotations: str = ANNOTATIONS,
+) -> dict[str, int]:
+    """Download the annotations and the zips of the subset's splits, verify them all, then store the subset's
+    images with their licenses and Flickr origins; returns counts (stored, already_known, skipped,
+    objects_written, and what the downloads did)."""
+    subset.check(SPLITS, "COCO 2017")
+    splits = [split for split in SPLITS if subset.wants_split(split)]
+    annotations_url = config.url(f"annotations/{annotations}.zip")
+    annotations_label = redact_url(annotations_url)
+    # Every zip of the run is downloaded and verified before the first image is registered, and the class
+    # names are checked before the image zips (19 GB for train2017) are downloaded.
+    annotations_zip = dumps.fetch_verified(config, http, annotations_url, f"{annotations_url}.md5", work_dir)
+    if subset.classes is not None:
+        _check_classes(subset.classes, read_annotations(annotations_zip.path, splits[0], annotations_label))
+    zips: dict[str, tuple[str, DownloadResult]] = {}
+    for split in splits:
+        url = config.url(f"zips/{split}.zip")
+        zips[split] = (url, dumps.fetch_verified(config, http, url, f"{url}.md5", work_dir))
+
+    counts: Counter[str] = dumps.download_counts([annotations_zip, *(result for _, result in zips.values())])
+    for split, (url, result) in zips.items():
+        remaining = dumps.remaining(subset, counts)
+        if remaining == 0:
+            break
+        index = read_annotations(annotations_zip.path, split, annotations_label)
+        members = iter_zip(result.path, label=redact_url(url))
+        to_sighting = _sighting(index, url, subset)
+        counts.update(dumps.store_members(members, to_sighting, store, catalog, run_id, remaining))
+    logger.info("COCO %s: %s", ", ".join(splits), dict(counts))
+    return dict(counts)
+
+
+def _check_classes(classes: tuple[str, ...], index: Annotations) -> None:
+    unknown = sorted(set(classes) - index.category_names)
+    if unknown:
+        known = ", ".join(sorted(index.category_names))
+        raise ValueError(f"COCO has no category {', '.join(unknown)} (it has {known})")
+
+
+def _sighting(index: Annotations, url: str, subset: Subset) -> Callable[[Member], SightingRecord | None]:
+    """Sightings of a split zip's members that the annotations describe and that are in the subset's classes:
+    id, license name and Flickr origin as the annotations give them."""
+
+    def to_sighting(member: Member) -> SightingRecord | None:
+        record = index.images.get(member.name)
+        if record is None or not index.in_classes(record["id"], subset.classes):
+            return None
+        return SightingRecord(
+            source=SOURCE,
+            source_id=str(record["id"]),
+            url=dumps.member_url(url, member.name),
+            page_url=record.get("flickr_url") or None,
+            license=index.license_name(record.get("license")),
+        )
+
+    return to_sighting
+
+
+def read_annotations(path: Path, split: str, label: str | None = None) -> Annotations:
+    """The image records, license names and categories of `annotations/instances_<split>.json` in the zip."""
+    member_name = f"annotations/instances_{split}.json"
+    found = list(iter_zip(path, wanted=lambda name: name == member_name, label=label))
+    if not found:
+        raise SourceUnavailable(f"{label or path}: no {member_name} in the annotations zip")
+    try:
+        document = json.loads(found[0].data)
+        images = _records(document, "images", ("id", "file_name"))
+        licenses = _records(document, "licenses", ("id", "name"))
+        categories = _records(document, "categories", ("id", "name"))
+        annotations = _records(document, "annotations", ("image_id", "category_id"))
+    except ValueError as error:
+        raise SourceUnavailable(f"{label or path}: {member_name} is not COCO's format ({error})") from None
+    category_names = {category["id"]: str(category["name"]) for category in categories}
+    by_image: dict[int, set[str]] = {}
+    for annotation in annotations:
+        name = category_names.get(annotation["category_id"])
+        if name is not None:
+            by_image.setdefault(annotation["image_id"], set()).add(name)
+    return Annotations(
+        images={f"{split}/{image['file_name']}": image for image in images},
+        license_names={license["id"]: str(license["name"]) for license in licenses},
+        categories_by_image=by_image,
+        category_names=frozenset(category_names.values()),
+    )
+
+
+def _records(document: Any, key: str, fields: Iterable[str]) -> list[dict[str, Any]]:
+    """`document[key]`, checked to be a list of objects that each have `fields`."""
+    if not isinstance(document, dict) or not isinstance(document.get(key), list):
+        raise ValueError(f"no {key} list")
+    records = document[key]
+    for record in records:
+        if not isinstance(record, dict) or any(name not in record for name in fields):
+            raise ValueError(f"an entry of {key} lacks {', '.join(fields)}")
+    return records

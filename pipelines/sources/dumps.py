@@ -1,0 +1,263 @@
+"""What dataset-dump connectors (ImageNet, COCO) share: where a dump host is, the slice of a dump a run
+takes, a work area that survives a retried task, verified downloads, and storing archive members.
+
+A dump connector differs from a web connector: it does not discover photos one by one but downloads one
+large archive, verifies it against its published checksum, and then reads its members in order. So:
+- Every archive is downloaded, resumably, into the run's work area and verified *before* any member is
+  registered. A corrupted archive (or a wrong checksum) fails the run with `ChecksumMismatch` and leaves
+  the lake and the catalog exactly as they were.
+- Members are read from the verified archive as a stream (tar) or one by one (zip), never unpacked to
+  disk, and each is mapped to a sighting by the connector (`to_sighting`), which returns None for members
+  outside the subset or outside the dump's layout.
+- Source ids already in the catalog are skipped in batches, so a rerun reads the archive again but writes
+  nothing, and `max_images` counts every member taken into the slice (stored now or already known): the
+  slice is the first `max_images` wanted members, the same on every run, and a rerun adds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
+
+from pipelines.archives import Member
+from pipelines.catalog import Catalog, SightingRecord
+from pipelines.downloads import DownloadResult, download, parse_checksum_file
+from pipelines.http import HttpClient, HttpPolicy, redact_url
+from pipelines.raw_zone import ingest_photo
+from pipelines.settings import Settings
+from pipelines.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+# Members held in memory between two catalog look-ups: 100 ImageNet photos are about 11 MB.
+BATCH_SIZE = 100
+# A dump host may pause between chunks of a multi-GiB body far longer than an API does between answers.
+READ_TIMEOUT_S = 300.0
+MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
+SOURCE_NAME = re.compile(r"[a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class DumpHost:
+    """Where a dump's archives are published, and checksums pinned by the operator.
+
+    `checksums` maps an archive's file name to its md5. A pinned md5 is used instead of the published
+    checksum file: for hosts that publish none, or to hold a run to one known version of a dump.
+    """
+
+    service: ClassVar[str] = "dump"
+    base_url: str
+    checksums: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        for name, digest in self.checksums.items():
+            if not MD5_HEX.fullmatch(str(digest)):
+                raise ValueError(f"the pinned checksum for {name} is not an md5 (32 hex digits): {digest!r}")
+
+    @classmethod
+    def from_connection(cls, connection: Any) -> Self:
+        """From an Airflow connection (or anything with `.host` and `.extra_dejson`): host = the base URL of
+        the dump host, extra `{"md5": {"<archive file name>": "<md5>"}}` = pinned checksums (optional)."""
+        base_url = (connection.host or "").strip()
+        if not base_url:
+            raise ValueError(f"the {cls.service} connection needs host = the dump host's base URL")
+        if "://" not in base_url:
+            base_url = f"https://{base_url}"
+        extra = getattr(connection, "extra_dejson", None) or {}
+        pinned = extra.get("md5") or {}
+        if not isinstance(pinned, Mapping):
+            raise ValueError(f"the {cls.service} connection's extra md5 must map archive file names to md5s")
+        return cls(base_url=base_url, checksums={str(name): str(digest) for name, digest in pinned.items()})
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The slice of a dump one run takes: some splits, some classes, at most `max_images` images.
+
+    None means no restriction. The meaning of a class is the dump's own (ImageNet wnids, COCO category
+    names); a member whose class the archive does not say (ILSVRC val images) is outside any class subset.
+    """
+
+    splits: tuple[str, ...] | None = None
+    classes: tuple[str, ...] | None = None
+    max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("splits", "classes"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                raise ValueError(f"{name} must be a sequence of names, not the string {value!r}")
+            if not value:
+                raise ValueError(f"an empty {name} selects nothing; use None to take every one")
+            object.__setattr__(self, name, tuple(dict.fromkeys(str(item) for item in value)))
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"max_images must be at least 1 (or None for no limit), got {self.max_images}")
+
+    @classmethod
+    def from_params(
+        cls,
+        splits: Sequence[str] | str | None = None,
+        classes: Sequence[str] | str | None = None,
+        max_images: int | str | None = None,
+    ) -> Subset:
+        """From DAG params, where lists may come as comma-separated text, an empty list means "all", and an
+        empty or zero `max_images` means no limit."""
+
+        def names(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
+            items = value.split(",") if isinstance(value, str) else (value or [])
+            cleaned = tuple(str(item).strip() for item in items if str(item).strip())
+            return cleaned or None
+
+        limit = int(max_images) if max_images not in (None, "") else None
+        return cls(splits=names(splits), classes=names(classes), max_images=limit or None)
+
+    def wants_split(self, split: str) -> bool:
+        return self.splits is None or split in self.splits
+
+    def wants_class(self, label: str | None) -> bool:
+        return self.classes is None or label in self.classes
+
+    def wants(self, split: str, label: str | None) -> bool:
+        return self.wants_split(split) and self.wants_class(label)
+
+    def check(self, splits: Iterable[str], what: str) -> None:
+        """Refuse split names the dump does not have, so a typo fails at once instead of selecting nothing."""
+        known = tuple(splits)
+        unknown = [split for split in self.splits or () if split not in known]
+        if unknown:
+            raise ValueError(f"{what} has no split {', '.join(unknown)} (it has {', '.join(known)})")
+
+
+EVERYTHING = Subset()  # the whole dump: every split, every class, no limit
+
+
+def work_dir(settings: Settings, source: str) -> Path:
+    """The folder a source's downloads go to: `<home>/work/<source>`, the same path on every try, so a task
+    retried after being killed mid-download finds its `.part` file and continues it."""
+    if not SOURCE_NAME.fullmatch(source):
+        raise ValueError(f"not a source name: {source!r}")
+    path = settings.home / "work" / source
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def client(settings: Settings) -> HttpClient:
+    """An HTTP client for dump hosts, allowed to reach the allow-listed (sandbox) hosts."""
+    return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts), read_timeout_s=READ_TIMEOUT_S))
+
+
+def published_checksum(http: HttpClient, checksum_url: str, file_name: str) -> str:
+    """The md5 of `file_name` as the host's checksum file (md5sum lines) publishes it."""
+    fetched = http.request("GET", checksum_url)
+    try:
+        return parse_checksum_file(fetched.content.decode("utf-8", "replace"), file_name)
+    except ValueError as error:
+        raise ValueError(f"{redact_url(checksum_url)}: {error}") from None
+
+
+def archive_file_name(url: str) -> str:
+    name = PurePosixPath(urlsplit(url).path).name
+    if not name:
+        raise ValueError(f"no file name in {redact_url(url)}")
+    return name
+
+
+def fetch_archive(http: HttpClient, url: str, work_area: Path, checksum: str) -> DownloadResult:
+    """`url` downloaded (or continued, or reused) into `work_area` and verified against `checksum`."""
+    return download(http, url, work_area / archive_file_name(url), checksum=checksum, algorithm="md5")
+
+
+def fetch_verified(host: DumpHost, http: HttpClient, url: str, checksum_url: str, work_area: Path) -> DownloadResult:
+    """`url` downloaded into `work_area` and verified against the md5 `host` pins for its file name, or else
+    the one the checksum file at `checksum_url` publishes."""
+    file_name = archive_file_name(url)
+    checksum = host.checksums.get(file_name) or published_checksum(http, checksum_url, file_name)
+    return fetch_archive(http, url, work_area, checksum)
+
+
+def download_counts(results: Iterable[DownloadResult]) -> Counter[str]:
+    """What the downloads of a run did, for its summary next to the member counts."""
+    counts: Counter[str] = Counter(archive_bytes=0, archives_reused=0, resumed_from_bytes=0)
+    for result in results:
+        counts["archive_bytes"] += result.size
+        counts["archives_reused"] += result.reused
+        counts["resumed_from_bytes"] += result.resumed_from
+    return counts
+
+
+def remaining(subset: Subset, counts: Mapping[str, int]) -> int | None:
+    """How many more images the subset's slice takes after `counts` of earlier archives (None: no limit)."""
+    if subset.max_images is None:
+        return None
+    return max(0, subset.max_images - counts.get("stored", 0) - counts.get("already_known", 0))
+
+
+def member_url(archive_url: str, member_name: str) -> str:
+    """Where a member's bytes came from: the archive's URL with the member's path as the fragment."""
+    return f"{archive_url}#{member_name}"
+
+
+def store_members(
+    members: Iterable[Member],
+    to_sighting: Callable[[Member], SightingRecord | None],
+    store: ObjectStore,
+    catalog: Catalog,
+    run_id: str,
+    max_images: int | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, int]:
+    """Store each archive member `to_sighting` takes, unless its source id is already in the catalog.
+
+    Returns counts: `stored` (new sightings), `already_known` (taken but seen before), `skipped` (not taken:
+    outside the subset or the layout), `objects_written` (new objects in the lake). Reading stops once
+    `max_images` members were taken, so the rest of the archive is never read.
+    """
+    counts: Counter[str] = Counter(stored=0, already_known=0, skipped=0, objects_written=0)
+    if max_images is not None and max_images < 1:
+        return dict(counts)
+    batch: list[tuple[Member, SightingRecord]] = []
+    taken = 0
+    for member in members:
+        sighting = to_sighting(member)
+        if sighting is None:
+            counts["skipped"] += 1
+            continue
+        batch.append((member, sighting))
+        taken += 1
+        if len(batch) >= batch_size:
+            _store_batch(batch, store, catalog, run_id, counts)
+            batch.clear()
+        if max_images is not None and taken >= max_images:
+            break
+    _store_batch(batch, store, catalog, run_id, counts)
+    logger.info("took %d archive members: %s", taken, dict(counts))
+    return dict(counts)
+
+
+def _store_batch(
+    batch: list[tuple[Member, SightingRecord]], store: ObjectStore, catalog: Catalog, run_id: str, counts: Counter
+) -> None:
+    known: set[tuple[str, str]] = set()
+    for source in {sighting.source for _, sighting in batch}:
+        ids = [sighting.source_id for _, sighting in batch if sighting.source == source]
+        known.update((source, source_id) for source_id in catalog.known_source_ids(source, ids))
+    for member, sighting in batch:
+        if (sighting.source, sighting.source_id) in known:
+            counts["already_known"] += 1
+            continue
+        outcome = ingest_photo(store, catalog, member.data, sighting, run_id, name_hint=member.name)
+        # A source id met twice in one archive is stored once; the second counts as already known.
+        counts["stored" if outcome.sighting_added else "already_known"] += 1
+        counts["objects_written"] += outcome.object_written
