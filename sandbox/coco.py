@@ -33,8 +33,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from sandbox.dumps import DumpShelf, add_dump_routes
 from sandbox.flickr import FARM, SERVER, FlickrCatalogue
-from sandbox.imagenet import DumpShelf, add_dump_routes
 from sandbox.library import PhotoLibrary
 
 PREFIX = "coco"
