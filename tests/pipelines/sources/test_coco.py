@@ -24,7 +24,7 @@ from pipelines.archives import UnsafeArchive
 from pipelines.catalog import Catalog, Sighting
 from pipelines.catalog import Image as ImageRow
 from pipelines.downloads import ChecksumMismatch, parse_checksum_file
-from pipelines.http import HttpClient, host_key
+from pipelines.http import HttpClient
 from pipelines.settings import Settings
 from pipelines.sources import coco, dumps, flickr
 from pipelines.sources.dumps import Subset
@@ -48,11 +48,6 @@ COCO_LICENSES = {
 
 
 @pytest.fixture
-def settings(sandbox_url: str, tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, http_allowed_hosts=[host_key(sandbox_url)])
-
-
-@pytest.fixture
 def config(sandbox_url: str) -> coco.CocoConfig:
     return coco.CocoConfig(base_url=f"{sandbox_url}/coco")
 
@@ -60,18 +55,6 @@ def config(sandbox_url: str) -> coco.CocoConfig:
 @pytest.fixture
 def http(config: coco.CocoConfig, settings: Settings) -> HttpClient:
     return coco.client(config, settings)
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    catalog.migrate()
-    return catalog
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> FileStore:
-    return FileStore(tmp_path / "lake")
 
 
 @pytest.fixture

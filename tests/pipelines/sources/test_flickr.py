@@ -44,13 +44,6 @@ def http(config: flickr.FlickrConfig, sandbox_url: str, tmp_path: Path) -> HttpC
     return flickr.client(config, Settings(home=tmp_path, http_allowed_hosts=[host_key(sandbox_url)]))
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    catalog.migrate()
-    return catalog
-
-
 def days_before_anchor(library: PhotoLibrary, first: int, last: int) -> Window:
     """The window from `first` days before the anchor's midnight to `last` days before it."""
     midnight = datetime.combine(library.anchor, clock(), tzinfo=UTC)

@@ -22,7 +22,7 @@ from pipelines.archives import CorruptArchive, UnsafeArchive
 from pipelines.catalog import Catalog, Sighting
 from pipelines.catalog import Image as ImageRow
 from pipelines.downloads import ChecksumMismatch, parse_checksum_file
-from pipelines.http import HttpClient, host_key
+from pipelines.http import HttpClient
 from pipelines.settings import Settings
 from pipelines.sources import dumps, imagenet
 from pipelines.sources.dumps import Subset
@@ -34,11 +34,6 @@ ILSVRC_TRAIN_IMAGES = 50  # 10 classes x 5
 
 
 @pytest.fixture
-def settings(sandbox_url: str, tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path, http_allowed_hosts=[host_key(sandbox_url)])
-
-
-@pytest.fixture
 def config(sandbox_url: str) -> imagenet.ImageNetConfig:
     return imagenet.ImageNetConfig(base_url=f"{sandbox_url}/imagenet")
 
@@ -46,18 +41,6 @@ def config(sandbox_url: str) -> imagenet.ImageNetConfig:
 @pytest.fixture
 def http(config: imagenet.ImageNetConfig, settings: Settings) -> HttpClient:
     return imagenet.client(config, settings)
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    catalog.migrate()
-    return catalog
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> FileStore:
-    return FileStore(tmp_path / "lake")
 
 
 @pytest.fixture

@@ -51,18 +51,6 @@ def http(config: InstagramConfig, sandbox_url: str, tmp_path: Path) -> HttpClien
     return instagram.client(config, Settings(home=tmp_path, sandbox=False, http_allowed_hosts=[sandbox_host]))
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FileStore:
-    return FileStore(tmp_path / "lake")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    catalog.migrate()
-    return catalog
-
-
 def configure(service: str, **change: object) -> None:
     requests.post(f"{service}/_admin/config", json=change, timeout=5).raise_for_status()
 

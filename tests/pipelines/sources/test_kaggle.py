@@ -58,18 +58,6 @@ def http(config: kaggle.KaggleConfig, sandbox_url: str, tmp_path: Path) -> HttpC
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    catalog.migrate()
-    return catalog
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> FileStore:
-    return FileStore(tmp_path / "lake")
-
-
-@pytest.fixture
 def run(config, http, store, catalog, tmp_path):
     """`run(max_images=None, run_id="run-1")`: one ingest of the dataset into this test's lake and catalog."""
 
