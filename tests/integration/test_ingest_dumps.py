@@ -46,10 +46,9 @@ def test_a_dump_dag_stores_its_slice_once(
     assert len(stored) >= conf["max_images"]
     assert all(stored), "every sighting from a dump carries its license"
 
-    catalog = open_catalog(stack_settings)
-    before = catalog.count(Image), len(stored)
+    before = len(stored)
     run(airflow, dag_id, conf)
-    assert (catalog.count(Image), len(licenses(stack_settings, source))) == before
+    assert len(licenses(stack_settings, source)) == before
 
 
 def test_kaggle_samples_are_stored_as_lab_arrays(airflow: AirflowClient, stack_settings: Settings) -> None:

@@ -36,9 +36,28 @@ def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def lake_snapshot(settings: Settings) -> dict[str, str]:
+def folder_digests(folder: Path) -> set[str]:
+    return {hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.rglob("*") if path.is_file()}
+
+
+def lake_snapshot(settings: Settings, digests: set[str]) -> dict[str, str]:
+    """The raw objects holding these photos, with the checksums of their bytes. Other DAGs share the
+    stack's lake (and the scheduler may run them meanwhile), so only this folder's photos are looked at."""
     store = open_store(settings=settings)
-    return {key: hashlib.sha256(store.get(key)).hexdigest() for key in store.list("raw/")}
+    return {
+        key: hashlib.sha256(store.get(key)).hexdigest()
+        for key in store.list("raw/")
+        if key.rsplit("/", 1)[1].split(".")[0] in digests
+    }
+
+
+def local_rows(settings: Settings, digests: set[str]) -> tuple[int, int]:
+    """Images and `local` sightings of these photos in the catalog."""
+    catalog = open_catalog(settings)
+    with catalog.session() as session:
+        images = session.query(ImageRow).filter(ImageRow.sha256.in_(digests)).count()
+        sightings = session.query(Sighting).filter(Sighting.source == "local", Sighting.source_id.in_(digests)).count()
+    return images, sightings
 
 
 def run_ingest(airflow: AirflowClient, folder: Path) -> str:
@@ -64,12 +83,12 @@ def test_ingest_local_stores_each_photo_once_with_catalog_rows(
 ) -> None:
     run_id = run_ingest(airflow, photo_folder)
 
-    snapshot = lake_snapshot(stack_settings)
-    assert len(snapshot) == 4
+    digests = folder_digests(photo_folder)
+    snapshot = lake_snapshot(stack_settings, digests)
+    assert len(digests) == len(snapshot) == 4
     assert all(key == f"raw/{digest[:2]}/{digest}.{key.rsplit('.', 1)[1]}" for key, digest in snapshot.items())
-    catalog = open_catalog(stack_settings)
-    assert catalog.count(ImageRow) == 4
-    assert catalog.count(Sighting, source="local", license="CC0", run_id=run_id) == 4
+    assert local_rows(stack_settings, digests) == (4, 4)
+    assert open_catalog(stack_settings).count(Sighting, source="local", license="CC0", run_id=run_id) == 4
 
     totals = airflow.xcom("ingest_local", run_id, "summarize")
     assert totals == {"images_added": 4, "objects_written": 4, "offered": 5, "sightings_added": 4}
@@ -88,12 +107,10 @@ def test_ingest_local_stores_each_photo_once_with_catalog_rows(
 def test_a_rerun_adds_no_objects_and_no_rows(
     airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
 ) -> None:
-    before = lake_snapshot(stack_settings)
-    catalog = open_catalog(stack_settings)
-    rows_before = (catalog.count(ImageRow), catalog.count(Sighting))
+    digests = folder_digests(photo_folder)
+    before = lake_snapshot(stack_settings, digests), local_rows(stack_settings, digests)
 
     run_id = run_ingest(airflow, photo_folder)
 
-    assert lake_snapshot(stack_settings) == before
-    assert (catalog.count(ImageRow), catalog.count(Sighting)) == rows_before
+    assert (lake_snapshot(stack_settings, digests), local_rows(stack_settings, digests)) == before
     assert airflow.xcom("ingest_local", run_id, "summarize")["objects_written"] == 0
