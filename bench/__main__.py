@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import storage
+from bench import quality, storage
 
-BENCHMARKS = {"storage": storage.main}
+BENCHMARKS = {"storage": storage.main, "quality": quality.main}
 
 
 def main() -> None:
