@@ -2,8 +2,8 @@
 ### ingest_local
 
 Stores the photos of a local folder in the lake's raw zone and records a `local` sighting for each in
-the catalog. By default it reads the real photographs shipped inside the scikit-image, scikit-learn and
-matplotlib packages; set the `folder` param (or `COLORFLOW_LOCAL_PHOTOS_DIR`) to read your own.
+the catalog. By default it reads the real color photographs shipped inside the scikit-image, scikit-learn
+and matplotlib packages; set the `folder` param (or `COLORFLOW_LOCAL_PHOTOS_DIR`) to read your own.
 
 Storage is content-addressed, so a rerun stores nothing new. Emits the `raw_images` asset.
 """
@@ -35,10 +35,10 @@ from colorflow_ingest import summarize
 def ingest_local() -> None:
     @task
     def discover() -> list[list[str]]:
-        from pipelines.sources.local import batches, discover_photos, photo_folders
+        from pipelines.sources.local import batches, photos_to_ingest
 
         params = get_current_context()["params"]
-        return batches(discover_photos(photo_folders(params["folder"])), params["batch_size"])
+        return batches(photos_to_ingest(params["folder"]), params["batch_size"])
 
     @task
     def store(paths: list[str]) -> dict[str, int]:

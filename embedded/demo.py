@@ -7,8 +7,11 @@ Ingestion DAGs on a daily schedule are backfilled over the last few days, exactl
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
 from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
@@ -35,6 +38,8 @@ DEMO_STEPS = (
     Step("ingest_imagenet"),
     Step("ingest_coco"),
     Step("ingest_kaggle"),
+    # Also scheduled by the raw_images asset; run here so the demo waits for every verdict.
+    Step("validate_images"),
 )
 
 
@@ -58,6 +63,19 @@ def lake_counts(settings: Settings) -> dict[str, int]:
         "sightings": catalog.count(Sighting),
         "fetch failures": catalog.count(FetchFailure),
     }
+
+
+def verdict_counts(settings: Settings) -> dict[str, int]:
+    """Accepted images, and rejected ones by reason (an image with several reasons counts under each)."""
+    counts: Counter[str] = Counter()
+    with open_catalog(settings).session() as session:
+        for status, reasons in session.execute(select(Image.status, Image.reject_reasons)):
+            if status != "rejected":
+                counts[status] += 1
+                continue
+            for reason in reasons or ["(no reason recorded)"]:
+                counts[f"rejected: {reason.split(':')[0].split(' of ')[0].split(' (')[0]}"] += 1
+    return dict(sorted(counts.items()))
 
 
 def run_step(client: AirflowClient, step: Step, today: datetime) -> Outcome:
@@ -91,6 +109,8 @@ def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int],
         lines.append(f"  {outcome.dag_id:<18} {outcome.how:<22} {states}")
     lines += ["", "Lake and catalog (now, and added by this demo):"]
     lines += [f"  {name:<15} {after[name]:>6}   (+{after[name] - before[name]})" for name in after]
+    lines += ["", "Quality verdicts:"]
+    lines += [f"  {verdict:<40} {count:>6}" for verdict, count in verdict_counts(settings).items()]
     lines += ["", "Images per source (sightings):"]
     lines += [f"  {source:<15} {count:>6}" for source, count in open_catalog(settings).count_by_source().items()]
     lines += [

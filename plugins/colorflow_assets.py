@@ -5,3 +5,4 @@ from __future__ import annotations
 from airflow.sdk import Asset
 
 RAW_IMAGES = Asset(name="raw_images", uri="colorflow://lake/raw", group="colorflow")
+VALIDATED_IMAGES = Asset(name="validated_images", uri="colorflow://catalog/verdicts", group="colorflow")

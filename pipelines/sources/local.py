@@ -19,6 +19,21 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "local"
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+SAMPLE_PHOTOS = frozenset(
+    {
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+        "rocket.jpg",
+        "motorcycle_left.png",
+        "hubble_deep_field.jpg",
+        "retina.jpg",
+        "china.jpg",
+        "flower.jpg",
+        "grace_hopper.jpg",
+        "Minduka_Present_Blue_Pack.png",
+    }
+)
 # Where each package keeps the sample images it ships, relative to the package folder.
 SAMPLE_PHOTO_FOLDERS = {
     "skimage": "data",
@@ -41,14 +56,20 @@ def sample_photo_folders() -> list[Path]:
     return folders
 
 
-def photo_folders(folder: str | None = None, settings: Settings | None = None) -> list[Path]:
-    """The folders to read: the one asked for, else the configured one, else the packages' samples."""
+def sample_photos() -> list[Path]:
+    """The real color photographs among the packages' samples (the folders also hold charts, logos, text
+    and grayscale test images, which are no material for a colorizer)."""
+    return [path for path in discover_photos(sample_photo_folders()) if path.name in SAMPLE_PHOTOS]
+
+
+def photos_to_ingest(folder: str | None = None, settings: Settings | None = None) -> list[Path]:
+    """The photos to read: the folder asked for, else the configured one, else the packages' sample photos."""
     settings = settings or get_settings()
     if folder:
-        return [Path(folder)]
+        return discover_photos([Path(folder)])
     if settings.local_photos_dir:
-        return [settings.local_photos_dir]
-    return sample_photo_folders()
+        return discover_photos([settings.local_photos_dir])
+    return sample_photos()
 
 
 def discover_photos(folders: Iterable[Path]) -> list[Path]:

@@ -11,7 +11,14 @@ from PIL import Image
 from pipelines.catalog import Catalog, Sighting
 from pipelines.catalog import Image as ImageRow
 from pipelines.settings import Settings
-from pipelines.sources.local import batches, discover_photos, ingest_files, photo_folders, sample_photo_folders
+from pipelines.sources.local import (
+    SAMPLE_PHOTOS,
+    batches,
+    discover_photos,
+    ingest_files,
+    photos_to_ingest,
+    sample_photos,
+)
 from pipelines.storage import FileStore
 
 
@@ -24,14 +31,16 @@ def write_photo(path: Path, color: str, image_format: str = "JPEG") -> Path:
 
 
 def test_sample_folders_hold_the_packages_real_photographs() -> None:
-    names = {path.name for path in discover_photos(sample_photo_folders())}
+    names = {path.name for path in sample_photos()}
+    assert names == SAMPLE_PHOTOS
     assert {"astronaut.png", "coffee.png", "chelsea.png", "china.jpg", "flower.jpg", "grace_hopper.jpg"} <= names
 
 
 def test_folder_choice(tmp_path: Path) -> None:
-    assert photo_folders(str(tmp_path), Settings(home=tmp_path)) == [tmp_path]
-    assert photo_folders(None, Settings(home=tmp_path, local_photos_dir=tmp_path / "mine")) == [tmp_path / "mine"]
-    assert photo_folders(None, Settings(home=tmp_path)) == sample_photo_folders()
+    mine = write_photo(tmp_path / "mine" / "a.jpg", "red")
+    assert photos_to_ingest(str(tmp_path / "mine"), Settings(home=tmp_path)) == [mine]
+    assert photos_to_ingest(None, Settings(home=tmp_path, local_photos_dir=tmp_path / "mine")) == [mine]
+    assert photos_to_ingest(None, Settings(home=tmp_path)) == sample_photos()
 
 
 def test_discover_is_recursive_sorted_and_skips_other_files(tmp_path: Path) -> None:
