@@ -133,6 +133,11 @@ class AirflowClient:
                 raise AirflowError(f"backfill {backfill['id']} not finished after {timeout_s:.0f}s: {states}")
             time.sleep(3)
 
+    def runs(self, dag_id: str, **filters: Any) -> list[dict[str, Any]]:
+        """Runs of `dag_id`, newest first, filtered as the API allows (e.g. state="failed")."""
+        params = {"order_by": "-run_after", "limit": 100, **filters}
+        return self._call("GET", f"dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._call("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"]
 

@@ -201,3 +201,11 @@ def png_bomb(side: int) -> bytes:
     parts = [compressor.compress(block) for _ in range(side // 1000)]
     parts += [compressor.compress(row * (side % 1000)), compressor.flush()]
     return png(side, side, 1, 0, b"".join(parts))
+
+
+def color_photo(seed: int, size: tuple[int, int] = (160, 120), image_format: str = "JPEG") -> bytes:
+    """A photo-like color image: a random grid of colors blended smoothly, different for every seed."""
+    grid = np.random.default_rng(seed).integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grid).resize(size, Image.Resampling.BICUBIC).save(buffer, format=image_format)
+    return buffer.getvalue()

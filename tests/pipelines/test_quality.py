@@ -10,7 +10,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select
@@ -31,7 +30,7 @@ from pipelines.raw_zone import content_digest, ingest_photo
 from pipelines.settings import Settings
 from pipelines.storage import FileStore
 from sandbox.library import PhotoLibrary
-from tests.corpus import tricky_corpus
+from tests.corpus import color_photo, tricky_corpus
 
 ALLOWED = "CC BY 2.0"
 SOURCES = ("unsplash", "flickr", "web")
@@ -52,14 +51,6 @@ def catalog(tmp_path: Path) -> Catalog:
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     catalog.migrate()
     return catalog
-
-
-def color_photo(seed: int, size: tuple[int, int] = (160, 120), image_format: str = "JPEG") -> bytes:
-    """A photo-like color image: a random grid of colors blended smoothly, different for every seed."""
-    grid = np.random.default_rng(seed).integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(grid).resize(size, Image.Resampling.BICUBIC).save(buffer, format=image_format)
-    return buffer.getvalue()
 
 
 def offer(store: FileStore, catalog: Catalog, data: bytes, source: str, source_id: str, **sighting: str | None) -> str:

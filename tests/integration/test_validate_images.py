@@ -1,0 +1,107 @@
+"""`validate_images` through the real Airflow: the tricky corpus, ingested by `ingest_local` among ordinary
+photos, is judged file by file with readable reasons, and a batch of login pages fails the task at once
+with a message naming the source.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from embedded.airflow_api import AirflowClient
+from pipelines.catalog import Image, open_catalog
+from pipelines.raw_zone import content_digest
+from pipelines.settings import Settings
+from pipelines.sources.local import PHOTO_SUFFIXES
+from tests.corpus import color_photo, tricky_corpus
+
+pytestmark = pytest.mark.integration
+
+PADDING_PHOTOS = range(300, 340)  # ordinary photos the corpus arrives among, as it would in production
+
+
+def run(airflow: AirflowClient, dag_id: str, conf: dict | None = None) -> str:
+    airflow.wait_for_dag(dag_id)
+    airflow.unpause(dag_id)
+    run_id = airflow.trigger(dag_id, conf=conf)
+    airflow.wait_for_run(dag_id, run_id, timeout_s=600)
+    return run_id
+
+
+def verdicts(settings: Settings, digests: set[str]) -> dict[str, tuple[str, list[str] | None]]:
+    with open_catalog(settings).session() as session:
+        rows = session.execute(
+            select(Image.sha256, Image.status, Image.reject_reasons).where(Image.sha256.in_(digests))
+        )
+        return {sha256: (status, reasons) for sha256, status, reasons in rows}
+
+
+@pytest.fixture(scope="module")
+def photo_folder() -> Path:
+    # Readable by every process of the stack (pytest's own temporary folders are private to root).
+    folder = Path(tempfile.mkdtemp(prefix="colorflow-corpus-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_tricky_corpus_is_judged_file_by_file(
+    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+) -> None:
+    # ingest_local reads photo files; the corpus's Lab `.npy` sample is a Kaggle-style sample, not a file there.
+    corpus = {
+        name: entry
+        for name, entry in tricky_corpus(photo_folder / "corpus").items()
+        if entry[0].suffix.lower() in PHOTO_SUFFIXES
+    }
+    for seed in PADDING_PHOTOS:
+        (photo_folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed))
+    ingest = run(airflow, "ingest_local", {"folder": str(photo_folder), "license": "CC0 1.0"})
+    assert airflow.run_state("ingest_local", ingest) == "success"
+
+    run(airflow, "validate_images")
+
+    digests = {content_digest(path.read_bytes()): name for name, (path, _) in corpus.items()}
+    judged = verdicts(stack_settings, set(digests))
+    assert set(judged) == set(digests), "every corpus file reached the catalog"
+    assert all(status in ("accepted", "rejected") for status, _ in judged.values()), "every file has a verdict"
+    duplicates = [judged[content_digest(corpus[name][0].read_bytes())] for name in ("photo", "exact_duplicate")]
+    assert sorted(status for status, _ in duplicates) == ["accepted", "rejected"], f"one copy is kept: {duplicates}"
+    for name, (path, expected) in corpus.items():
+        if name in ("photo", "exact_duplicate"):
+            continue
+        status, reasons = judged[content_digest(path.read_bytes())]
+        if expected == "accept":
+            assert status == "accepted", f"{name}: {reasons}"
+        else:
+            keyword = expected.removeprefix("reject:").lower()
+            assert status == "rejected" and any(keyword in reason.lower() for reason in reasons), f"{name}: {reasons}"
+
+
+def test_a_batch_of_login_pages_fails_at_once_naming_the_source(
+    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+) -> None:
+    pages = photo_folder / "login-pages"
+    pages.mkdir()
+    for number in range(12):
+        (pages / f"photo-{number}.jpg").write_text(f"<html><body>Please log in ({number})</body></html>")
+    run(airflow, "ingest_local", {"folder": str(pages), "license": "CC0"})
+
+    # The ingest's raw_images event schedules a validation of its own; the manual run queues behind it.
+    # Whichever judged the pages must have failed at once, naming the source.
+    run(airflow, "validate_images")
+    failures = [
+        (failed["dag_run_id"], task)
+        for failed in airflow.runs("validate_images", state="failed")
+        for task in airflow.task_instances("validate_images", failed["dag_run_id"])
+    ]
+    messages = [
+        airflow.task_log("validate_images", run_id, "validate", task["try_number"]) for run_id, task in failures
+    ]
+    naming_local = [task for (_, task), log in zip(failures, messages, strict=True) if "source local" in log]
+    assert naming_local, "no failed validation names the source"
+    assert all(task["try_number"] == 1 for task in naming_local), "a changed source pages on-call at once"
