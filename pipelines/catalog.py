@@ -211,15 +211,16 @@ class Catalog:
         inserted = 0
         for row in rows:
             statement = dialect.insert(model).values(**row)
-            if update:
-                statement = statement.on_conflict_do_update(
-                    index_elements=list(key), set_={column: statement.excluded[column] for column in update}
-                )
-            else:
-                statement = statement.on_conflict_do_nothing(index_elements=list(key))
+            if not update:
+                # The database says whether the row went in: exact even when another writer races us.
+                inserted += session.execute(statement.on_conflict_do_nothing(index_elements=list(key))).rowcount
+                continue
             exists_before = session.execute(
                 select(func.count()).select_from(model).filter_by(**{column: row[column] for column in key})
             ).scalar_one()
+            statement = statement.on_conflict_do_update(
+                index_elements=list(key), set_={column: statement.excluded[column] for column in update}
+            )
             session.execute(statement)
             inserted += 0 if exists_before else 1
         return inserted

@@ -115,15 +115,18 @@ def test_a_failed_transaction_leaves_no_rows(catalog: Catalog) -> None:
 
 
 def test_concurrent_writers_create_no_duplicates(catalog: Catalog) -> None:
-    """Parallel mapped tasks offer the same photos at once; each must end up exactly once."""
+    """Parallel mapped tasks offer the same photos at once; each must end up, and be counted as new, once."""
 
-    def offer(worker: int) -> None:
+    def offer(worker: int) -> tuple[int, int]:
+        images = sightings = 0
         for number in range(10):
             sha = f"{number:064x}"
-            catalog.add_image(sha, f"raw/{sha[:2]}/{sha}.jpg", "jpg", number)
-            catalog.add_sighting(sha, sighting(source_id=f"photo-{number}"), run_id=f"worker-{worker}")
+            images += catalog.add_image(sha, f"raw/{sha[:2]}/{sha}.jpg", "jpg", number)
+            sightings += catalog.add_sighting(sha, sighting(source_id=f"photo-{number}"), run_id=f"worker-{worker}")
+        return images, sightings
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(offer, range(4)))
+        added = list(pool.map(offer, range(4)))
     assert catalog.count(Image) == 10
     assert catalog.count(Sighting) == 10
+    assert (sum(images for images, _ in added), sum(sightings for _, sightings in added)) == (10, 10)
