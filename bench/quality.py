@@ -11,20 +11,16 @@ The photos are real (the sandbox library's), cropped to 4:3 and scaled to 640x48
 from __future__ import annotations
 
 import io
-import json
 import multiprocessing
-import os
-import platform
 import resource
 import time
-from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from bench.report import write_results
 from pipelines.image_facts import extract_facts
 from sandbox.library import PhotoLibrary
 
-RESULTS = Path(__file__).resolve().parent / "results" / "quality.json"
 PHOTO_COUNT, SIZE, QUALITY = 300, (640, 480), 88
 TARGET_PER_CORE = 100.0
 WARMUP_COUNT = 20  # first calls import scipy's DCT and fill caches
@@ -89,15 +85,14 @@ def main() -> None:
             "peak_rss_mib": peak_rss_mib(resource.RUSAGE_CHILDREN),  # the largest worker
         },
     }
-    report = {
-        "benchmark": "quality",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "photos": {"count": len(payloads), "size": list(SIZE), "jpeg_quality": QUALITY},
-        "target_images_per_s_per_core": TARGET_PER_CORE,
-        "results": results,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    written = write_results(
+        "quality",
+        {
+            "photos": {"count": len(payloads), "size": list(SIZE), "jpeg_quality": QUALITY},
+            "target_images_per_s_per_core": TARGET_PER_CORE,
+            "results": results,
+        },
+    )
     print(f"{'run':<14} {'images/s':>9} {'per core':>9} {'per CPU s':>10} {'ms/image':>9} {'peak RSS MiB':>13}")
     for run, figures in results.items():
         print(
@@ -105,7 +100,7 @@ def main() -> None:
             f"{figures['images_per_cpu_s']:>10} {figures['ms_per_image']:>9} {figures['peak_rss_mib']:>13}"
         )
     verdict = "meets" if results["one process"]["images_per_s_per_core"] >= TARGET_PER_CORE else "MISSES"
-    print(f"one core {verdict} the target of {TARGET_PER_CORE:g} images/s; written to {RESULTS}")
+    print(f"one core {verdict} the target of {TARGET_PER_CORE:g} images/s; written to {written}")
 
 
 if __name__ == "__main__":

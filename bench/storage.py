@@ -5,9 +5,7 @@ path, not AWS). Results: bench/results/storage.json.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -16,10 +14,10 @@ from pathlib import Path
 
 import boto3
 
+from bench.report import write_results
 from embedded.ports import running_server
 from pipelines.storage import FileStore, ObjectStore, S3Store
 
-RESULTS = Path(__file__).resolve().parent / "results" / "storage.json"
 SMALL_COUNT, SMALL_BYTES = 300, 150 * 1024  # about one 640x480 JPEG each
 LARGE_BYTES, CHUNK_BYTES = 256 * 1024 * 1024, 1024 * 1024
 
@@ -68,22 +66,21 @@ def main() -> None:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
         results["s3 (moto_server)"] = measure(S3Store(bucket, endpoint_url=endpoint))
 
-    report = {
-        "benchmark": "storage",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "small_objects": {"count": SMALL_COUNT, "bytes": SMALL_BYTES},
-        "large_object_bytes": LARGE_BYTES,
-        "results": results,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    written = write_results(
+        "storage",
+        {
+            "small_objects": {"count": SMALL_COUNT, "bytes": SMALL_BYTES},
+            "large_object_bytes": LARGE_BYTES,
+            "results": results,
+        },
+    )
     print(f"{'backend':<18} {'put/s':>8} {'get/s':>8} {'write MiB/s':>12} {'read MiB/s':>11}")
     for backend, figures in results.items():
         print(
             f"{backend:<18} {figures['small_put_per_s']:>8} {figures['small_get_per_s']:>8} "
             f"{figures['stream_write_mib_per_s']:>12} {figures['stream_read_mib_per_s']:>11}"
         )
-    print(f"written to {RESULTS}")
+    print(f"written to {written}")
 
 
 if __name__ == "__main__":
