@@ -158,7 +158,7 @@ def _picture_facts(data: bytes, max_pixels: int, analysis_side: int) -> ImageFac
             # 1/2, 1/4 or 1/8 scale, the smallest that still covers the analysis copy's size.
             image.draft("RGB", _analysis_size(width, height, analysis_side))
             image.load()
-            analysis = _as_rgb(image)
+            analysis = as_rgb(image)
             analysis.thumbnail((analysis_side, analysis_side), Image.Resampling.BILINEAR)
             if orientation not in (None, 1):
                 analysis = ImageOps.exif_transpose(analysis)
@@ -230,7 +230,7 @@ def _analysis_size(width: int, height: int, analysis_side: int) -> tuple[int, in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _as_rgb(image: Image.Image) -> Image.Image:
+def as_rgb(image: Image.Image) -> Image.Image:
     """`image` as 8-bit RGB as a person sees it: alpha composited on white, 16-bit scaled, CMYK converted."""
     if image.mode == "RGB" and "transparency" not in image.info:
         return image

@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 
 from pipelines.catalog import Catalog, Image, QualityResult, Sighting, utcnow
 from pipelines.image_facts import ImageFacts, extract_facts
+from pipelines.near_duplicates import HashIndex
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.storage import ObjectStore
 
@@ -339,10 +340,6 @@ def _keep_preference(row: Mapping[str, Any]) -> tuple:
     return (not row["license_allowed"], toned, size, row["first_seen_at"], row["sha256"])
 
 
-def _hash_bytes(phash: str) -> np.ndarray:
-    return np.frombuffer(bytes.fromhex(phash), dtype=np.uint8)
-
-
 def pixel_digest(data: bytes, max_pixels: int = 50_000_000) -> str | None:
     """SHA-256 of the pixels as shown (orientation applied, RGBA), or None when they cannot be read."""
     try:
@@ -388,9 +385,9 @@ def mark_duplicates(
         for sha, phash, width, height, key in accepted
     ]
     candidates = sorted(comparable, key=_keep_preference)
-    hashes = np.zeros((len(kept) + len(candidates), hash_length // 2), dtype=np.uint8)
-    for index, row in enumerate(kept):
-        hashes[index] = _hash_bytes(row["phash"])
+    index = HashIndex(hash_length, capacity=len(kept) + len(candidates))
+    for row in kept:
+        index.add(row["phash"])
     digests: dict[str, str | None] = {}
 
     def digest(row: Mapping[str, Any]) -> str | None:
@@ -399,14 +396,12 @@ def mark_duplicates(
         return digests[row["sha256"]]
 
     for row in candidates:
-        query = _hash_bytes(row["phash"])
-        count = len(kept)
-        distances = np.bitwise_count(np.bitwise_xor(hashes[:count], query)).sum(axis=1) if count else np.array([])
-        if count and int(distances.min()) <= max_distance:
+        distances = index.distances(row["phash"])
+        if len(distances) and int(distances.min()) <= max_distance:
             identical = [
-                kept[index]
-                for index in np.flatnonzero(distances == 0)
-                if (kept[index]["width"], kept[index]["height"]) == (row["width"], row["height"])
+                kept[position]
+                for position in np.flatnonzero(distances == 0)
+                if (kept[position]["width"], kept[position]["height"]) == (row["width"], row["height"])
             ]
             twin = next((other for other in identical if digest(other) and digest(other) == digest(row)), None)
             if twin is not None:
@@ -414,7 +409,7 @@ def mark_duplicates(
             else:
                 row["near_duplicate_of"] = kept[int(np.argmin(distances))]["sha256"]
             continue
-        hashes[count] = query
+        index.add(row["phash"])
         kept.append(row)
 
 
