@@ -171,6 +171,17 @@ class AirflowClient:
             self._call("DELETE", f"connections/{connection_id}")
         self._call("POST", "connections", json=body)
 
+    def run(self, dag_id: str, conf: dict[str, Any] | None = None, timeout_s: float = 600) -> tuple[str, str]:
+        """Trigger `dag_id` (unpausing it) and wait for the run to end: (run id, final state)."""
+        self.wait_for_dag(dag_id)
+        self.unpause(dag_id)
+        run_id = self.trigger(dag_id, conf)
+        return run_id, self.wait_for_run(dag_id, run_id, timeout_s)
+
+    def asset_events(self, **filters: Any) -> list[dict[str, Any]]:
+        """Asset events, filtered as the API allows (source_dag_id, source_run_id, asset_id...)."""
+        return self._call("GET", "assets/events", params=filters)["asset_events"]
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self._call("GET", path, params={"deserialize": "true"})["value"]

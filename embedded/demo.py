@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
-from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
+from pipelines.catalog import DatasetVersion, FetchFailure, Image, Sighting, open_catalog
 from pipelines.settings import Settings
+from pipelines.shards import describe, load_manifest
 from pipelines.storage import open_store
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ DEMO_STEPS = (
     Step("ingest_kaggle"),
     # Also scheduled by the raw_images asset; run here so the demo waits for every verdict.
     Step("validate_images"),
+    # Also scheduled by the validated_images asset: a second run finds the version published and skips.
+    Step("build_dataset"),
 )
 
 
@@ -78,6 +81,15 @@ def verdict_counts(settings: Settings) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def latest_dataset(settings: Settings) -> str:
+    """The newest published dataset version, described for people."""
+    with open_catalog(settings).session() as session:
+        version = session.scalar(select(DatasetVersion.version).order_by(DatasetVersion.created_at.desc()).limit(1))
+    if version is None:
+        return "no dataset version published yet"
+    return describe(load_manifest(open_store(settings=settings), version)).replace("\n", "\n  ")
+
+
 def run_step(client: AirflowClient, step: Step, today: datetime) -> Outcome:
     client.wait_for_dag(step.dag_id)
     client.unpause(step.dag_id)
@@ -111,6 +123,7 @@ def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int],
     lines += [f"  {name:<15} {after[name]:>6}   (+{after[name] - before[name]})" for name in after]
     lines += ["", "Quality verdicts:"]
     lines += [f"  {verdict:<40} {count:>6}" for verdict, count in verdict_counts(settings).items()]
+    lines += ["", "Dataset:", f"  {latest_dataset(settings)}"]
     lines += ["", "Images per source (sightings):"]
     lines += [f"  {source:<15} {count:>6}" for source, count in open_catalog(settings).count_by_source().items()]
     lines += [

@@ -6,3 +6,5 @@ from airflow.sdk import Asset
 
 RAW_IMAGES = Asset(name="raw_images", uri="colorflow://lake/raw", group="colorflow")
 VALIDATED_IMAGES = Asset(name="validated_images", uri="colorflow://catalog/verdicts", group="colorflow")
+# Each event's extra names the dataset version it published: {"version": ..., "samples": ...}.
+LAB_DATASET = Asset(name="lab_dataset", uri="colorflow://lake/datasets", group="colorflow")

@@ -1,0 +1,80 @@
+"""`build_dataset` through the real Airflow: photos ingested and accepted become a published dataset
+version (shards written by mapped tasks, manifest, catalog membership, an asset event naming the version),
+and building the same data again publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from embedded.airflow_api import AirflowClient
+from pipelines.catalog import DatasetMember, Image, open_catalog
+from pipelines.raw_zone import content_digest
+from pipelines.settings import Settings
+from pipelines.shards import iter_samples, load_manifest
+from pipelines.storage import open_store
+from tests.corpus import color_photo
+
+pytestmark = pytest.mark.integration
+
+SEEDS = range(500, 512)
+CONF = {"sources": ["local"], "load_size": 64, "shard_size": 8}
+
+
+@pytest.fixture(scope="module")
+def photo_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="colorflow-stitch-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_accepted_photos_become_a_published_dataset_version(
+    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+) -> None:
+    for seed in SEEDS:
+        (photo_folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed))
+    assert airflow.run("ingest_local", {"folder": str(photo_folder), "license": "CC0 1.0"})[1] == "success"
+    assert airflow.run("validate_images")[1] == "success"
+
+    run_id, state = airflow.run("build_dataset", CONF)
+
+    assert state == "success"
+    tasks = {
+        (task["task_id"], task["map_index"]): task["state"] for task in airflow.task_instances("build_dataset", run_id)
+    }
+    assert {state for (task_id, _), state in tasks.items() if task_id == "write_shards"} == {"success"}
+    assert tasks[("publish", -1)] == "success"
+    version = airflow.xcom("build_dataset", run_id, "publish")["version"]
+    store, catalog = open_store(settings=stack_settings), open_catalog(stack_settings)
+    manifest = load_manifest(store, version)
+    assert set(manifest["source_mix"]) == {"local"} and manifest["params"]["load_size"] == 64
+    keys = set()
+    for shard in manifest["shards"]:
+        assert hashlib.sha256(store.get(shard["key"])).hexdigest() == shard["sha256"]
+        keys |= {sample.key for sample in iter_samples(store, shard["key"])}
+    with catalog.session() as session:
+        members = set(session.scalars(select(DatasetMember.image_sha256).where(DatasetMember.version == version)))
+        ours = {content_digest(color_photo(seed)) for seed in SEEDS}
+        accepted = set(session.scalars(select(Image.sha256).where(Image.sha256.in_(ours), Image.status == "accepted")))
+    assert keys == members and len(members) == manifest["sample_count"]
+    assert accepted and accepted <= members
+    events = airflow.asset_events(source_dag_id="build_dataset", source_run_id=run_id)
+    assert [event["extra"] for event in events] == [{"version": version, "samples": manifest["sample_count"]}]
+
+    again, state = airflow.run("build_dataset", CONF)
+
+    assert state == "success"
+    assert {task["task_id"]: task["state"] for task in airflow.task_instances("build_dataset", again)}[
+        "publish"
+    ] == "skipped"
+    assert airflow.asset_events(source_dag_id="build_dataset", source_run_id=again) == []
+    with catalog.session() as session:
+        count = session.scalar(select(func.count()).select_from(DatasetMember).where(DatasetMember.version == version))
+    assert count == manifest["sample_count"]
