@@ -180,7 +180,7 @@ def _picture_facts(data: bytes, max_pixels: int, analysis_side: int) -> ImageFac
         frames=frames,
         bit_depth=bit_depth,
         has_alpha=has_alpha,
-        colorfulness=_colorfulness(rgb),
+        colorfulness=colorfulness(rgb),
         phash=str(imagehash.phash(analysis)),
         **_lab_statistics(rgb2lab(rgb.astype(np.float32) / np.float32(255.0))),  # float32: half the time
     )
@@ -218,7 +218,7 @@ def _lab_sample_facts(data: bytes, max_pixels: int, analysis_side: int) -> Image
         frames=1,
         bit_depth=8,
         has_alpha=False,
-        colorfulness=_colorfulness(rgb),
+        colorfulness=colorfulness(rgb),
         phash=str(imagehash.phash(Image.fromarray(rgb))),
         **_lab_statistics(lab),
     )
@@ -246,7 +246,7 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _colorfulness(rgb: np.ndarray) -> float:
+def colorfulness(rgb: np.ndarray) -> float:
     """Hasler and Süsstrunk (2003): spread plus a third of the mean of the opponent channels rg and yb."""
     red, green, blue = (rgb[..., channel].astype(np.float32) for channel in range(3))
     red_green = red - green

@@ -1,0 +1,103 @@
+"""Where a training run reports to: an MLflow run (params, metrics, the dataset as input, sample grids,
+checkpoints), or nowhere (quick tests, or a non-zero rank under DDP) with the same calls.
+
+MLflow is imported only when tracking is on: it takes seconds to import and most ranks never need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT = "colorizer"
+
+
+class Tracker:
+    """One training run's reporting. Disabled, it still has a run id (checkpoints are keyed by it)."""
+
+    def __init__(
+        self,
+        enabled: bool,
+        tracking_uri: str = "",
+        experiment: str = EXPERIMENT,
+        run_id: str = "",
+        run_name: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.enabled = enabled
+        if not enabled:
+            self.run_id = run_id or uuid.uuid4().hex
+            return
+        import mlflow
+
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(tracking_uri)
+        if run_id:
+            run = mlflow.start_run(run_id=run_id, log_system_metrics=True)
+        else:
+            mlflow.set_experiment(experiment)
+            run = mlflow.start_run(run_name=run_name or None, tags=tags, log_system_metrics=True)
+        self.run_id = run.info.run_id
+        logger.info("MLflow run %s at %s", self.run_id, tracking_uri)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if self.enabled:
+            self._mlflow.log_params({name: _param(value) for name, value in params.items()})
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.enabled:
+            self._mlflow.set_tags(tags)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        if self.enabled:
+            self._mlflow.log_metrics(metrics, step=step)
+
+    def log_image(self, image: Image.Image, artifact_file: str) -> None:
+        if self.enabled:
+            self._mlflow.log_image(image, artifact_file=artifact_file)
+
+    def log_bytes(self, data: bytes, artifact_path: str) -> None:
+        """Store `data` as the artifact `artifact_path` (folder/name)."""
+        if not self.enabled:
+            return
+        folder, _, name = artifact_path.rpartition("/")
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / name
+            path.write_bytes(data)
+            self._mlflow.log_artifact(str(path), artifact_path=folder or None)
+
+    def log_dataset(self, manifest: dict[str, Any], source_uri: str) -> None:
+        """The dataset version as the run's input: its digest, size, splits and source mix."""
+        if not self.enabled:
+            return
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+
+        dataset = MetaDataset(
+            source=HTTPDatasetSource(source_uri), name=f"colorflow-{manifest['version']}", digest=manifest["version"]
+        )
+        self._mlflow.log_input(dataset, context="training", tags={"samples": str(manifest["sample_count"])})
+        self._mlflow.set_tags(
+            {
+                "dataset_version": manifest["version"],
+                "dataset_samples": str(manifest["sample_count"]),
+                "dataset_source_mix": json.dumps(manifest["source_mix"]),
+            }
+        )
+        self.log_bytes(json.dumps(manifest, indent=2).encode(), "dataset/manifest.json")
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.enabled:
+            self._mlflow.end_run(status=status)
+
+
+def _param(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict | list | tuple) else value
