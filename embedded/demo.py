@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
-from pipelines.catalog import DatasetVersion, FetchFailure, Image, Sighting, open_catalog
+from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
 from pipelines.settings import Settings
-from pipelines.shards import describe, load_manifest
+from pipelines.shards import describe, latest_version, load_manifest
 from pipelines.storage import open_store
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ def verdict_counts(settings: Settings) -> dict[str, int]:
 
 def latest_dataset(settings: Settings) -> str:
     """The newest published dataset version, described for people."""
-    with open_catalog(settings).session() as session:
-        version = session.scalar(select(DatasetVersion.version).order_by(DatasetVersion.created_at.desc()).limit(1))
+    version = latest_version(open_catalog(settings))
     if version is None:
         return "no dataset version published yet"
     return describe(load_manifest(open_store(settings=settings), version)).replace("\n", "\n  ")

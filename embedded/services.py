@@ -222,6 +222,10 @@ def stack_services(settings: Settings) -> list[Service]:
     return services
 
 
+# Pools the DAGs ask for: one training job at a time on the (here: CPU) training node.
+POOLS = (("gpu", 1, "GPU training nodes: one training task per slot"),)
+
+
 def up(settings: Settings) -> None:
     """Prepare the databases and start every service that is not already running; idempotent."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -234,6 +238,13 @@ def up(settings: Settings) -> None:
     subprocess.run(
         [str(BIN / "airflow"), "db", "migrate"], env=airflow_env(settings), check=True, stdout=subprocess.DEVNULL
     )
+    for name, slots, description in POOLS:
+        subprocess.run(
+            [str(BIN / "airflow"), "pools", "set", name, str(slots), description],
+            env=airflow_env(settings),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     services = stack_services(settings)
     # Start everything at once, then wait: the services do not need each other to boot.
     for service in services:

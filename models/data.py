@@ -19,6 +19,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -81,13 +82,16 @@ class ShardStream(IterableDataset):
         train: bool = True,
         seed: int = 0,
         shuffle_buffer: int = 256,
+        load_size: int = 0,
     ) -> None:
         if manifest["encoding"]["name"] != SUPPORTED_ENCODING:
             raise ValueError(f"unsupported Lab encoding {manifest['encoding']['name']!r}")
-        if crop_size > manifest["params"]["load_size"]:
-            raise ValueError(
-                f"crop {crop_size} is larger than the dataset's load size {manifest['params']['load_size']}"
-            )
+        stored = manifest["params"]["load_size"]
+        self.load_size = load_size or stored
+        if self.load_size > stored:
+            raise ValueError(f"load size {self.load_size} is larger than the dataset's {stored}: build a larger one")
+        if crop_size > self.load_size:
+            raise ValueError(f"crop {crop_size} is larger than the load size {self.load_size}")
         self.lake_url = lake_url
         self.shards = [shard["key"] for shard in manifest["shards"] if shard["split"] == split and shard["samples"]]
         self.length = sum(shard["samples"] for shard in manifest["shards"] if shard["split"] == split)
@@ -145,6 +149,8 @@ class ShardStream(IterableDataset):
                 yield sample.lab8
 
     def _tensors(self, lab8: np.ndarray, rng: random.Random) -> torch.Tensor:
+        if lab8.shape[0] != self.load_size:  # a smaller model trains on the whole photo, scaled down
+            lab8 = cv2.resize(lab8, (self.load_size, self.load_size), interpolation=cv2.INTER_AREA)
         crop = augment(lab8, self.crop_size, rng) if self.train else center_crop(lab8, self.crop_size)
         # Samples are read-only views of the shard's bytes; the crop becomes the tensor's own memory.
         return torch.from_numpy(np.require(crop, requirements=["C_CONTIGUOUS", "WRITEABLE"]))

@@ -42,6 +42,7 @@ class Tracker:
         mlflow.set_tracking_uri(tracking_uri)
         if run_id:
             run = mlflow.start_run(run_id=run_id, log_system_metrics=True)
+            mlflow.set_tags(tags or {})  # who resumed it (a later try of the same task, say)
         else:
             mlflow.set_experiment(experiment)
             run = mlflow.start_run(run_name=run_name or None, tags=tags, log_system_metrics=True)
@@ -97,6 +98,20 @@ class Tracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled:
             self._mlflow.end_run(status=status)
+
+
+def run_tagged(tracking_uri: str, experiment: str, tags: dict[str, str]) -> str:
+    """The newest run of `experiment` carrying all `tags` (say, an earlier try of the same Airflow task),
+    or "" when there is none."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return ""
+    query = " and ".join(f"tags.{name} = '{value}'" for name, value in tags.items())
+    runs = client.search_runs([found.experiment_id], filter_string=query, order_by=["start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else ""
 
 
 def _param(value: Any) -> Any:

@@ -49,6 +49,7 @@ from pipelines.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 
+RUN_TAGS_VARIABLE = "COLORFLOW_RUN_TAGS"
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a process stopped by SIGTERM
 
 
@@ -65,6 +66,7 @@ class TrainConfig:
     lake_url: str = option("", "lake holding the dataset and checkpoints (default: the configured lake)")
     steps: int = option(2000, "optimizer steps to train for (counted over all epochs)")
     batch_size: int = option(16, "images per step and process: pix2pix used 1; 16 keeps a GPU busy")
+    load_size: int = option(0, "scale samples to this side before cropping (0: as stored, 286)")
     crop_size: int = option(256, "random crop side; the U-Net needs a multiple of 2**num_downs")
     ngf: int = option(64, "generator width (filters of the outermost layer)")
     ndf: int = option(64, "discriminator width (filters of the first layer)")
@@ -279,7 +281,7 @@ class Trainer:
             initial=self.position.step,
             desc="training",
             unit="step",
-            disable=self.rank != 0,
+            disable=self.rank != 0 or not sys.stderr.isatty(),  # logs get the periodic step lines instead
             dynamic_ncols=True,
             mininterval=2.0,
         )
@@ -332,8 +334,9 @@ class Trainer:
         if self.rank == 0:
             self.tracker.log_metrics({**step_losses, **throughput}, step=self.position.step)
             logger.info(
-                "step %d: %s, %.1f images/s",
+                "step %d/%d: %s, %.1f images/s",
                 self.position.step,
+                self.config.steps,
                 " ".join(f"{name} {value:.4f}" for name, value in step_losses.items()),
                 throughput["images_per_second"],
             )
@@ -520,7 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
     from pipelines.settings import get_settings
 
-    result = Trainer(config, tracking_uri=get_settings().mlflow_tracking_uri).fit()
+    # Launchers (the train_colorizer DAG) say who started the run; MLflow keeps it as tags.
+    tags = json.loads(os.environ.get(RUN_TAGS_VARIABLE, "{}"))
+    result = Trainer(config, tracking_uri=get_settings().mlflow_tracking_uri, tags=tags).fit()
     if dist.is_initialized():
         dist.destroy_process_group()
     print(

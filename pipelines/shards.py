@@ -494,6 +494,12 @@ def _record_membership(catalog: Catalog, manifest: dict[str, Any], shards: Seque
         catalog.upsert(session, DatasetMember, members, key=["version", "image_sha256"])
 
 
+def latest_version(catalog: Catalog) -> str | None:
+    """The most recently published dataset version, if any."""
+    with catalog.session() as session:
+        return session.scalar(select(DatasetVersion.version).order_by(DatasetVersion.created_at.desc()).limit(1))
+
+
 def load_manifest(store: ObjectStore, version: str) -> dict[str, Any]:
     """A published version's manifest; `ObjectNotFound` when the version was never (fully) published."""
     return json.loads(store.get(manifest_key(version)))

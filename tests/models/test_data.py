@@ -100,8 +100,18 @@ def test_training_order_is_fixed_per_epoch_and_changes_between_epochs(tmp_path: 
 
 def test_crop_larger_than_the_samples_is_refused(tmp_path: Path) -> None:
     manifest = write_dataset(FileStore(tmp_path / "lake"), tmp_path / "catalog.db")
-    with pytest.raises(ValueError, match="larger than the dataset's load size"):
+    with pytest.raises(ValueError, match="crop 49 is larger than the load size 48"):
         ShardStream(f"file://{tmp_path / 'lake'}", manifest, crop_size=LOAD + 1)
+    with pytest.raises(ValueError, match="larger than the dataset's"):
+        ShardStream(f"file://{tmp_path / 'lake'}", manifest, crop_size=16, load_size=LOAD + 1)
+
+
+def test_a_smaller_load_size_scales_whole_samples_down(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "lake")
+    manifest = write_dataset(store, tmp_path / "catalog.db")
+    whole = ShardStream(f"file://{store.root}", manifest, crop_size=24, load_size=24, train=False)
+    samples = [sample.numpy() for sample in DataLoader(whole, batch_size=None)]
+    assert len(samples) == SAMPLES and all(sample.shape == (24, 24, 3) for sample in samples)
 
 
 def test_streams_from_an_s3_lake(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -143,7 +143,7 @@ def test_sigterm_leaves_a_checkpoint_that_loads_and_resumes(lake: tuple[str, str
     log = (tmp_path / "train.log").open("w+")
     training = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
-    while "step 10:" not in (tmp_path / "train.log").read_text() and time.monotonic() < deadline:
+    while "step 10/" not in (tmp_path / "train.log").read_text() and time.monotonic() < deadline:
         assert training.poll() is None, (tmp_path / "train.log").read_text()
         time.sleep(0.2)
     training.send_signal(signal.SIGTERM)

@@ -1,0 +1,71 @@
+"""
+### train_colorizer
+
+Trains the pix2pix colorizer (U-Net generator predicting a/b from L, PatchGAN discriminator) on a dataset
+version and tracks the run in MLflow (experiment `colorizer`): params, losses, validation metrics, sample
+grids (input gray | prediction | truth), the dataset as input and the final checkpoint.
+
+The task runs on queue `gpu` in pool `gpu` (one training at a time per slot) and launches `torchrun` with
+one process per visible GPU. A node without a GPU (the embedded setup) trains a small configuration on the
+CPU. Checkpoints go to `checkpoints/<mlflow run id>/` in the lake every few hundred steps, so a retry of
+the task (after a crash or a preemption) resumes the same MLflow run where it stopped.
+
+Scheduled by `lab_dataset` (the version comes from the event); triggered by hand, `dataset_version` picks
+one (empty: the newest) and the other params override the training config. A run still going after
+`COLORFLOW_TRAIN_DEADLINE_HOURS` (default 8) raises an overdue alert.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
+
+from colorflow_alerts import overdue_run_alert, task_defaults
+from colorflow_assets import LAB_DATASET
+
+DEADLINE = timedelta(hours=float(os.environ.get("COLORFLOW_TRAIN_DEADLINE_HOURS", "8")))
+
+
+def _optional(kind: str, description: str, **bounds: object) -> Param:
+    return Param(None, type=["null", kind], description=f"{description} (empty: the default)", **bounds)
+
+
+@dag(
+    dag_id="train_colorizer",
+    schedule=[LAB_DATASET],
+    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["colorflow", "training"],
+    default_args=task_defaults(retries=1),
+    doc_md=__doc__,
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=DEADLINE,
+        callback=AsyncCallback(overdue_run_alert, kwargs={"expected": f"finished within {DEADLINE}"}),
+    ),
+    params={
+        "dataset_version": _optional("string", "Dataset version to train on; empty: the triggering or newest"),
+        "steps": _optional("integer", "Optimizer steps", minimum=1),
+        "batch_size": _optional("integer", "Images per step and GPU", minimum=1),
+        "lr_g": _optional("number", "Generator learning rate", exclusiveMinimum=0),
+        "lr_d": _optional("number", "Discriminator learning rate", exclusiveMinimum=0),
+        "ngf": _optional("integer", "Generator width", minimum=1),
+        "ndf": _optional("integer", "Discriminator width", minimum=1),
+        "crop_size": _optional("integer", "Training crop side", minimum=16),
+        "resume_run_id": _optional("string", "MLflow run id to resume from its last checkpoint"),
+    },
+)
+def train_colorizer() -> None:
+    @task(queue="gpu", pool="gpu")
+    def train() -> dict:
+        from models.launch import train_for_airflow
+
+        return train_for_airflow(get_current_context())
+
+    train()
+
+
+train_colorizer()
