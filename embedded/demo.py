@@ -7,6 +7,7 @@ Ingestion DAGs on a daily schedule are backfilled over the last few days, exactl
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ class Step:
     dag_id: str
     backfill_days: int = 0  # 0: one manual run
     conf: dict | None = None
+    follows: str = ""  # a DAG whose asset event schedules this one: wait for that run, else run by hand
 
 
 DEMO_STEPS = (
@@ -43,6 +45,8 @@ DEMO_STEPS = (
     Step("validate_images"),
     # Also scheduled by the validated_images asset: a second run finds the version published and skips.
     Step("build_dataset"),
+    # Scheduled by the lab_dataset asset: a new version from the step above starts it on its own.
+    Step("train_colorizer", follows="build_dataset"),
 )
 
 
@@ -89,9 +93,34 @@ def latest_dataset(settings: Settings) -> str:
     return describe(load_manifest(open_store(settings=settings), version)).replace("\n", "\n  ")
 
 
-def run_step(client: AirflowClient, step: Step, today: datetime) -> Outcome:
+def latest_training(settings: Settings) -> str:
+    """The newest colorizer run in MLflow: its status, metrics and where to see it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("colorizer")
+    runs = (
+        client.search_runs([experiment.experiment_id], order_by=["start_time DESC"], max_results=1)
+        if experiment
+        else []
+    )
+    if not runs:
+        return "no training run yet"
+    run = runs[0]
+    shown = ("loss_g_l1", "val_l1_ab", "val_psnr", "val_ssim", "val_colorfulness_ratio")
+    metrics = ", ".join(f"{name} {run.data.metrics[name]:.3f}" for name in shown if name in run.data.metrics)
+    page = f"{settings.mlflow_tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+    dataset = run.data.tags.get("dataset_version")
+    return f"run {run.info.run_id} {run.info.status} on dataset {dataset}\n  {metrics}\n  {page}"
+
+
+def run_step(client: AirflowClient, step: Step, today: datetime, started: datetime) -> Outcome:
     client.wait_for_dag(step.dag_id)
     client.unpause(step.dag_id)
+    if step.follows and client.asset_events(source_dag_id=step.follows, timestamp_gte=started.isoformat()):
+        run_id = wait_for_asset_run(client, step.dag_id, started)
+        print(f"running {step.dag_id} ({run_id}), scheduled by {step.follows}'s new asset ...", flush=True)
+        return Outcome(step.dag_id, "asset-triggered run", [client.wait_for_run(step.dag_id, run_id, timeout_s=1800)])
     if not step.backfill_days:
         run_id = client.trigger(step.dag_id, step.conf)
         print(f"running {step.dag_id} ({run_id}) ...", flush=True)
@@ -103,12 +132,23 @@ def run_step(client: AirflowClient, step: Step, today: datetime) -> Outcome:
     return Outcome(step.dag_id, f"backfill {first:%m-%d}..{last:%m-%d}", [run["state"] for run in runs])
 
 
+def wait_for_asset_run(client: AirflowClient, dag_id: str, since: datetime, timeout_s: float = 120) -> str:
+    """The run an asset event created for `dag_id` after `since` (the scheduler makes it within seconds)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = client.runs(dag_id, run_type="asset_triggered", run_after_gte=since.isoformat())
+        if runs:
+            return runs[0]["dag_run_id"]
+        time.sleep(2)
+    raise TimeoutError(f"no asset-triggered run of {dag_id} appeared within {timeout_s:.0f} s")
+
+
 def run_demo(settings: Settings) -> int:
     """Run each demo step in turn; returns a process exit code."""
     client = AirflowClient(settings.airflow_url, settings.airflow_username, settings.airflow_password)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    before = lake_counts(settings)
-    outcomes = [run_step(client, step, today) for step in DEMO_STEPS]
+    before, started = lake_counts(settings), datetime.now(UTC)
+    outcomes = [run_step(client, step, today, started) for step in DEMO_STEPS]
     print(summary(settings, outcomes, before, lake_counts(settings)))
     return 0 if all(outcome.succeeded for outcome in outcomes) else 1
 
@@ -123,6 +163,7 @@ def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int],
     lines += ["", "Quality verdicts:"]
     lines += [f"  {verdict:<40} {count:>6}" for verdict, count in verdict_counts(settings).items()]
     lines += ["", "Dataset:", f"  {latest_dataset(settings)}"]
+    lines += ["", "Training:", f"  {latest_training(settings)}"]
     lines += ["", "Images per source (sightings):"]
     lines += [f"  {source:<15} {count:>6}" for source, count in open_catalog(settings).count_by_source().items()]
     lines += [
