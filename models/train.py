@@ -81,6 +81,7 @@ class TrainConfig:
     beta2: float = option(0.999, "Adam beta2")
     workers: int = option(4, "data loader processes per training process")
     amp: bool = option(True, "bf16 autocast on CUDA (ignored on the CPU)")
+    channels_last: bool = option(True, "NHWC memory on CUDA, what tensor cores want (ignored on the CPU)")
     compile: bool = option(False, "torch.compile both networks (slow first steps, faster after)")
     checkpoint_every: int = option(500, "steps between checkpoints")
     eval_every: int = option(500, "steps between validations (val split metrics and a sample grid)")
@@ -132,6 +133,7 @@ class Trainer:
         self.lake_url = config.lake_url or _configured_lake()
         self.store: ObjectStore = open_store(self.lake_url)
         self.manifest = load_manifest(self.store, config.dataset)
+        self.channels_last = self.device.type == "cuda" and config.channels_last
         torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         random.seed(config.seed)
         net = config.networks()
@@ -167,7 +169,7 @@ class Trainer:
         if self.world > 1 and self.config.norm == "batch" and self.device.type == "cuda":  # SyncBN is CUDA-only
             network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
         network = network.to(self.device)
-        if self.device.type == "cuda":
+        if self.channels_last:
             network = network.to(memory_format=torch.channels_last)
         if self.world > 1:
             network = DistributedDataParallel(
@@ -210,7 +212,7 @@ class Trainer:
             prefetch_factor=4 if self.config.workers else None,
         )
 
-    def _batches(self) -> Iterator[torch.Tensor]:
+    def batches(self) -> Iterator[torch.Tensor]:
         """Training batches forever, epoch after epoch, starting at the saved position (batches already
         consumed in the saved epoch are read again and skipped, which keeps the order exact)."""
         loader = self._loader("train", train=True)
@@ -234,9 +236,14 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------------------
 
     def train_step(self, lab8: torch.Tensor) -> dict[str, float]:
+        """One step on a batch from the loader (uint8 Lab, scaled on the device)."""
+        return self.optimize(*to_network(lab8.to(self.device, non_blocking=True)))
+
+    def optimize(self, lightness: torch.Tensor, real_ab: torch.Tensor) -> dict[str, float]:
         """pix2pix's alternating update: D on real and (detached) fake pairs, then G to fool D and match L1."""
-        lab8 = lab8.to(self.device, non_blocking=True)
-        lightness, real_ab = to_network(lab8)
+        if self.channels_last:
+            lightness = lightness.contiguous(memory_format=torch.channels_last)
+            real_ab = real_ab.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             fake_ab = self.generator(lightness)
         # Discriminator.
@@ -286,7 +293,7 @@ class Trainer:
             mininterval=2.0,
         )
         try:
-            batches = self._batches()
+            batches = self.batches()
             while self.position.step < config.steps and not self.stop_requested:
                 waited = time.perf_counter()
                 batch = next(batches)
