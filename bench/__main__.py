@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from bench import quality, storage
+from bench import loader, quality, storage, train_throughput, transform
 
-BENCHMARKS = {"storage": storage.main, "quality": quality.main}
+BENCHMARKS = {
+    "storage": storage.main,
+    "quality": quality.main,
+    "transform": transform.main,
+    "loader": loader.main,
+    "train_throughput": lambda: train_throughput.main([]),
+}
 
 
 def main() -> None:
