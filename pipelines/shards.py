@@ -47,7 +47,6 @@ import simplejpeg
 from PIL import Image as PILImage
 from PIL import ImageOps
 from sqlalchemy import select
-from webdataset import TarWriter
 
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, Sighting, utcnow
 from pipelines.image_facts import DECODED_FORMATS, EXIF_ORIENTATION, as_rgb
@@ -391,13 +390,39 @@ class _HashingWriter:
         self.target.flush()
 
 
-def encode_sample(member: Member, lab8: np.ndarray) -> dict[str, Any]:
-    """One WebDataset sample: the Lab pixels as `.npy` (no compression: decoding must stay cheap in
-    training) and the image's provenance as `.json`."""
-    pixels = io.BytesIO()
-    np.save(pixels, lab8, allow_pickle=False)
-    meta = {"sha256": member.sha256, "sources": list(member.sources), "split": member.split, "raw": member.raw_key}
-    return {"__key__": member.sha256, "lab.npy": pixels.getvalue(), "json": json.dumps(meta, sort_keys=True).encode()}
+class _TarShard:
+    """Samples in the WebDataset layout (`<key>.json`, `<key>.lab.npy`, consecutive), written with
+    tarfile's own headers but without its copy loop: the Lab pixels go from the array to the lake in one
+    write, which matters when writing a shard costs little more than decoding its JPEGs."""
+
+    def __init__(self, sink: _HashingWriter) -> None:
+        self.sink = sink
+
+    def add(self, member: Member, lab8: np.ndarray) -> None:
+        meta = {"sha256": member.sha256, "sources": list(member.sources), "split": member.split, "raw": member.raw_key}
+        self._entry(f"{member.sha256}.json", json.dumps(meta, sort_keys=True).encode())
+        self._entry(f"{member.sha256}.lab.npy", _npy_header(lab8.shape, lab8.dtype.str), memoryview(lab8).cast("B"))
+
+    def _entry(self, name: str, *parts: bytes | memoryview) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.uname, info.gname = sum(len(part) for part in parts), 0o444, "colorflow", "colorflow"
+        self.sink.write(info.tobuf(tarfile.USTAR_FORMAT))  # mtime 0: the same samples give the same bytes
+        for part in parts:
+            self.sink.write(part)
+        self.sink.write(bytes(-info.size % tarfile.BLOCKSIZE))
+
+    def close(self) -> None:
+        """The end-of-archive marker (two zero blocks), padded to a whole record as tarfile does."""
+        self.sink.write(bytes(2 * tarfile.BLOCKSIZE))
+        self.sink.write(bytes(-self.sink.size % tarfile.RECORDSIZE))
+
+
+@functools.lru_cache(maxsize=16)
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """The `.npy` header numpy writes for such an array (every sample of a shard shares one)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return header.getvalue()
 
 
 def write_shard(store: ObjectStore, spec: ShardSpec, load_size: int) -> dict[str, Any]:
@@ -408,17 +433,18 @@ def write_shard(store: ObjectStore, spec: ShardSpec, load_size: int) -> dict[str
     failures: list[dict[str, str]] = []
     with store.open_write(spec.key) as target:
         sink = _HashingWriter(target)
-        with TarWriter(sink, encoder=False, mtime=0, user="colorflow", group="colorflow") as tar:
-            for member in spec.members:
-                data = store.get(member.raw_key)
-                try:
-                    lab8 = transform_image(data, member.format, load_size)
-                except TransformError as error:
-                    failures.append({"sha256": member.sha256, "reason": str(error)})
-                    logger.warning("left out %s: %s", member.sha256, error)
-                    continue
-                tar.write(encode_sample(member, lab8))
-                written.append(member.sha256)
+        tar = _TarShard(sink)
+        for member in spec.members:
+            data = store.get(member.raw_key)
+            try:
+                lab8 = transform_image(data, member.format, load_size)
+            except TransformError as error:
+                failures.append({"sha256": member.sha256, "reason": str(error)})
+                logger.warning("left out %s: %s", member.sha256, error)
+                continue
+            tar.add(member, lab8)
+            written.append(member.sha256)
+        tar.close()
     elapsed = time.perf_counter() - started
     logger.info(
         "wrote %s: %d samples, %.1f MB in %.1f s (%.0f images/s)",
@@ -506,7 +532,7 @@ def load_manifest(store: ObjectStore, version: str) -> dict[str, Any]:
 
 
 def iter_samples(store: ObjectStore, key: str) -> Iterator[Sample]:
-    """Stream one shard's samples back: the reading half of `encode_sample`, for training and checks."""
+    """Stream one shard's samples back: the reading half of `_TarShard`, for training and checks."""
     with store.open_read(key) as stream, _open_tar(stream) as tar:
         parts: dict[str, bytes] = {}
         current = None
@@ -542,12 +568,12 @@ def _npy_view(data: bytes) -> np.ndarray:
         raise ValueError("sample is not a .npy array")
     length_bytes = 2 if data[6] == 1 else 4
     offset = 8 + length_bytes + int.from_bytes(data[8 : 8 + length_bytes], "little")
-    shape, dtype = _npy_header(data[:offset])
+    shape, dtype = _parse_npy_header(data[:offset])
     return np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
 
 
 @functools.lru_cache(maxsize=64)
-def _npy_header(header: bytes) -> tuple[tuple[int, ...], np.dtype]:
+def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], np.dtype]:
     """Every sample of a shard has the same header, so it is parsed once."""
     stream = io.BytesIO(header)
     major, _ = np.lib.format.read_magic(stream)

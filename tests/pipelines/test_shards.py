@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import webdataset
 from PIL import Image
 from skimage import color
 from sqlalchemy import func, select, update
@@ -132,6 +133,10 @@ def test_manifest_matches_its_shards_and_the_catalog(store: FileStore, catalog: 
         assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
         samples = list(iter_samples(store, shard["key"]))
         assert len(samples) == shard["samples"] <= SMALL.shard_size
+        # WebDataset's own reader agrees: the layout is the standard one.
+        standard = list(webdataset.WebDataset(str(store.root / shard["key"]), shardshuffle=False).decode())
+        assert [(s["__key__"], s["json"]["split"]) for s in standard] == [(s.key, s.meta["split"]) for s in samples]
+        assert all(np.array_equal(a["lab.npy"], b.lab8) for a, b in zip(standard, samples, strict=True))
         for sample in samples:
             assert sample.lab8.shape == (64, 64, 3) and sample.lab8.dtype == np.uint8
             assert sample.meta["split"] == shard["split"] == split_of(sample.key, SMALL.split_ratios)
