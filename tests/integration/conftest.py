@@ -43,3 +43,13 @@ def stack_settings() -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def airflow(stack_settings: Settings) -> AirflowClient:
     return AirflowClient(stack_settings.airflow_url, stack_settings.airflow_username, stack_settings.airflow_password)
+
+
+@pytest.fixture(scope="module")
+def photo_folder() -> Iterator[Path]:
+    """A folder of photos for `ingest_local`, readable by every process of the stack (pytest's own
+    temporary folders are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="colorflow-photos-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

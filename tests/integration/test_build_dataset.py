@@ -6,8 +6,6 @@ and building the same data again publishes nothing new.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,14 +23,6 @@ pytestmark = pytest.mark.integration
 
 SEEDS = range(500, 512)
 CONF = {"sources": ["local"], "load_size": 64, "shard_size": 8}
-
-
-@pytest.fixture(scope="module")
-def photo_folder() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="colorflow-stitch-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_accepted_photos_become_a_published_dataset_version(

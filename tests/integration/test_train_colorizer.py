@@ -6,9 +6,6 @@ the lake.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +29,6 @@ def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> list[st
     for entry in client.list_artifacts(run_id, path or None):
         found += artifact_paths(client, run_id, entry.path) if entry.is_dir else [entry.path]
     return found
-
-
-@pytest.fixture(scope="module")
-def photo_folder() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="colorflow-train-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_short_training_run_is_tracked_in_mlflow(

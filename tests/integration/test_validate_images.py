@@ -6,8 +6,6 @@ with a message naming the source.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,15 +38,6 @@ def verdicts(settings: Settings, digests: set[str]) -> dict[str, tuple[str, list
             select(Image.sha256, Image.status, Image.reject_reasons).where(Image.sha256.in_(digests))
         )
         return {sha256: (status, reasons) for sha256, status, reasons in rows}
-
-
-@pytest.fixture(scope="module")
-def photo_folder() -> Path:
-    # Readable by every process of the stack (pytest's own temporary folders are private to root).
-    folder = Path(tempfile.mkdtemp(prefix="colorflow-corpus-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_tricky_corpus_is_judged_file_by_file(

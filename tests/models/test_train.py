@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.launch import command_line
 from models.networks import build_generator
 from models.train import PREEMPTED_EXIT_CODE, TrainConfig, Trainer, latest_checkpoint, load_checkpoint
 from pipelines.catalog import Catalog, Image, utcnow
@@ -109,37 +110,8 @@ def test_stopping_and_resuming_gives_the_losses_of_an_uninterrupted_run(lake: tu
 
 
 def test_sigterm_leaves_a_checkpoint_that_loads_and_resumes(lake: tuple[str, str], tmp_path: Path) -> None:
-    lake_url, version = lake
-    command = [
-        sys.executable,
-        "-m",
-        "models.train",
-        "--dataset",
-        version,
-        "--lake-url",
-        lake_url,
-        "--steps",
-        "100000",
-        "--batch-size",
-        "4",
-        "--crop-size",
-        "64",
-        "--ngf",
-        "8",
-        "--ndf",
-        "8",
-        "--num-downs",
-        "6",
-        "--workers",
-        "2",
-        "--no-tracking",
-        "--log-every",
-        "5",
-        "--eval-every",
-        "100000",
-        "--checkpoint-every",
-        "100000",
-    ]
+    lake_url, _ = lake
+    command = command_line(small(lake, steps=100000, workers=2, log_every=5), gpus=0)
     log = (tmp_path / "train.log").open("w+")
     training = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -167,40 +139,9 @@ def test_sigterm_leaves_a_checkpoint_that_loads_and_resumes(lake: tuple[str, str
 
 
 def test_two_ddp_processes_train_together(lake: tuple[str, str], tmp_path: Path) -> None:
-    lake_url, version = lake
-    command = [
-        str(BIN / "torchrun"),
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "models.train",
-        "--dataset",
-        version,
-        "--lake-url",
-        lake_url,
-        "--steps",
-        "4",
-        "--batch-size",
-        "2",
-        "--crop-size",
-        "64",
-        "--ngf",
-        "8",
-        "--ndf",
-        "8",
-        "--num-downs",
-        "6",
-        "--workers",
-        "0",
-        "--no-tracking",
-        "--log-every",
-        "2",
-        "--eval-every",
-        "4",
-        "--eval-batches",
-        "1",
-    ]
+    lake_url, _ = lake
+    # What the train_colorizer task runs on a node with two GPUs, here with two CPU processes (gloo).
+    command = command_line(small(lake, steps=4, batch_size=2, eval_every=4, eval_batches=1), gpus=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 

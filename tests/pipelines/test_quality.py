@@ -41,18 +41,6 @@ REMOTE_REFERENCE = re.compile(
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FileStore:
-    return FileStore(tmp_path / "lake")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.migrate()
-    return catalog
-
-
 def offer(store: FileStore, catalog: Catalog, data: bytes, source: str, source_id: str, **sighting: str | None) -> str:
     sighting.setdefault("license", ALLOWED)
     record = SightingRecord(source, source_id, f"https://{source}.example/{source_id}", **sighting)

@@ -48,18 +48,6 @@ DISTINCT = [variant * 9 + base for variant in range(0, 40, 3) for base in (0, 1,
 SMALL = ShardParams(load_size=64, shard_size=4)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FileStore:
-    return FileStore(tmp_path / "lake")
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.migrate()
-    return catalog
-
-
 def jpeg(image: Image.Image, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=92, **options)
