@@ -75,6 +75,7 @@ ORIENTATION_TRANSPOSE = {
 }
 NUMPY_MAGIC = b"\x93NUMPY"
 READ_BUFFER = 256 << 10  # tarfile's stream default (10 KiB) means dozens of reads and joins per sample
+CROP_TOLERANCE = 0.10
 JPEG_EXTENSIONS = frozenset({"jpg", "jpeg"})
 NPY_EXTENSION = "npy"
 
@@ -352,9 +353,15 @@ def _lab_array(data: bytes) -> np.ndarray:
 
 
 def _square(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Center-crop to a square and resize it to `size` (works on RGB and Lab alike: both are 3 x uint8)."""
+    """Center-crop to a square and resize it to `size` (works on RGB and Lab alike: both are 3 x uint8).
+
+    When the short side is already within `CROP_TOLERANCE` of `size` (JPEG's DCT scaling usually lands
+    there), the center `size` square is cut out directly: a few percent tighter framing, no resampling blur,
+    and a tenth of the transform's time saved."""
     height, width = pixels.shape[:2]
     side = min(height, width)
+    if size <= side <= size * (1 + CROP_TOLERANCE):
+        side = size
     top, left = (height - side) // 2, (width - side) // 2
     square = pixels[top : top + side, left : left + side]
     if side == size:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, SightingRecord
 from pipelines.catalog import Image as ImageRow
-from pipelines.lab import decode_lab8
+from pipelines.lab import decode_lab8, rgb_to_lab8
 from pipelines.quality import validate_batch
 from pipelines.raw_zone import ingest_photo
 from pipelines.shards import (
@@ -96,6 +96,13 @@ def test_jpeg_is_shown_upright_and_center_cropped() -> None:
     assert got.shape == (64, 64, 3)
     error = {turns: np.abs(np.rot90(got, turns).astype(int) - expected).mean() for turns in range(4)}
     assert min(error, key=error.get) == 0 and error[0] < 6, error
+
+
+def test_a_photo_close_to_the_load_size_is_cropped_not_resampled() -> None:
+    photo = np.asarray(LIBRARY.image(2).convert("RGB").resize((104, 100)))
+    png = io.BytesIO()
+    Image.fromarray(photo).save(png, "PNG")
+    assert np.array_equal(transform_image(png.getvalue(), "png", 96), rgb_to_lab8(photo[2:98, 4:100]))
 
 
 def test_kaggle_lab_arrays_enter_without_an_rgb_round_trip() -> None:
