@@ -148,6 +148,11 @@ def run_demo(settings: Settings) -> int:
     client = AirflowClient(settings.airflow_url, settings.airflow_username, settings.airflow_password)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     before, started = lake_counts(settings), datetime.now(UTC)
+    # Airflow drops asset events for paused DAGs: a follower must be live before its asset is published.
+    for step in DEMO_STEPS:
+        if step.follows:
+            client.wait_for_dag(step.dag_id)
+            client.unpause(step.dag_id)
     outcomes = [run_step(client, step, today, started) for step in DEMO_STEPS]
     print(summary(settings, outcomes, before, lake_counts(settings)))
     return 0 if all(outcome.succeeded for outcome in outcomes) else 1
