@@ -73,6 +73,7 @@ class AirflowClient:
         Airflow allows one running backfill per DAG: one already running for the same days is returned
         as it is (a create retried after a lock may have gone through), another is waited for first.
         """
+        self._settle_scheduled_run(dag_id)
         # "completed": a rerun of the same days is run again (and, being idempotent, adds nothing).
         body = {
             "dag_id": dag_id,
@@ -102,6 +103,14 @@ class AirflowClient:
             logger.info("backfill %s of %s from %s to %s created", backfill["id"], dag_id, from_date, to_date)
             return backfill
         raise AirflowError(f"could not create a backfill of {dag_id}: another one keeps running")
+
+    def _settle_scheduled_run(self, dag_id: str, timeout_s: float = 30) -> None:
+        """Wait for the run the scheduler creates when a time-scheduled DAG is unpaused (its latest
+        interval). Creating a backfill over that same day while the scheduler inserts it races on the
+        (dag_id, logical_date) key and can crash the scheduler."""
+        deadline = time.monotonic() + timeout_s
+        while not self.runs(dag_id, run_type="scheduled", limit=1) and time.monotonic() < deadline:
+            time.sleep(1)
 
     def runs_between(self, dag_id: str, from_date: datetime, to_date: datetime, run_type: str) -> list[dict[str, Any]]:
         """Runs of `dag_id` of one type whose logical dates lie in [from_date, to_date], oldest first."""
