@@ -184,3 +184,22 @@ def build_generator(cfg: NetworkConfig) -> nn.Module:
 
 def build_discriminator(cfg: NetworkConfig) -> nn.Module:
     return init_weights(NLayerDiscriminator(cfg.input_nc + cfg.output_nc, cfg.ndf, cfg.n_layers_d, cfg.norm))
+
+
+@torch.no_grad()
+def colorize_ab(generator: nn.Module, lightness: torch.Tensor) -> torch.Tensor:
+    """ab for L the way pix2pix colorizes at test time: BatchNorm normalizes with the statistics of the
+    images at hand (the reference's test script keeps training mode), dropout is off, and the stored
+    running statistics are left untouched. With instance norm this is plain evaluation."""
+    was_training = generator.training
+    generator.eval()
+    norms = [module for module in generator.modules() if isinstance(module, nn.BatchNorm2d)]
+    saved = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.momentum, norm.training = 0.0, True  # momentum 0: the running statistics stay as they are
+    try:
+        return generator(lightness)
+    finally:
+        for norm, momentum in zip(norms, saved, strict=True):
+            norm.momentum = momentum
+        generator.train(was_training)

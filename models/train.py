@@ -42,7 +42,7 @@ from tqdm import tqdm
 from models.data import ShardStream, from_network, to_network
 from models.losses import LAMBDA_L1, GANLoss, discriminator_loss, generator_loss
 from models.metrics import colorization_metrics, sample_grid
-from models.networks import NetworkConfig, build_discriminator, build_generator
+from models.networks import NetworkConfig, build_discriminator, build_generator, colorize_ab
 from models.tracking import Tracker
 from pipelines.shards import load_manifest
 from pipelines.storage import ObjectStore, open_store
@@ -355,19 +355,15 @@ class Trainer:
             _barrier(self.world)
             return {}
         generator = _unwrapped(self.generator)
-        generator.eval()
         predicted, truth = [], []
-        try:
-            for number, lab8 in enumerate(self._loader("val", train=False)):
-                if number >= self.config.eval_batches:
-                    break
-                lightness, _ = to_network(lab8.to(self.device))
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    fake_ab = generator(lightness)
-                predicted.append(from_network(lightness, fake_ab))
-                truth.append(lab8.numpy())
-        finally:
-            generator.train()
+        for number, lab8 in enumerate(self._loader("val", train=False)):
+            if number >= self.config.eval_batches:
+                break
+            lightness, _ = to_network(lab8.to(self.device))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                fake_ab = colorize_ab(generator, lightness)
+            predicted.append(from_network(lightness, fake_ab))
+            truth.append(lab8.numpy())
         if not predicted:
             logger.warning("the val split is empty: no validation metrics")
             _barrier(self.world)

@@ -55,3 +55,21 @@ def encode_lab8(lab: np.ndarray) -> np.ndarray:
     scaled[..., 0] = lab[..., 0] / L_SCALE
     scaled[..., 1:] = lab[..., 1:] + AB_OFFSET
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def fit_to_gamut(lab8: np.ndarray, tolerance: int = 1, steps: int = 4) -> np.ndarray:
+    """Reduce chroma (a, b towards neutral) at constant L wherever a color has no sRGB equivalent, so
+    that converting to RGB keeps every pixel's lightness (within `tolerance`) instead of clipping it.
+
+    Colors are pulled in a little at a time, and only where needed; what is still out of gamut after
+    `steps` becomes gray, which always fits. Returns a new array."""
+    fitted = lab8.copy()
+    lightness = lab8[..., 0].astype(np.int16)
+    for step in range(steps + 1):
+        moved = np.abs(rgb_to_lab8(lab8_to_rgb(fitted))[..., 0].astype(np.int16) - lightness) > tolerance
+        if not moved.any():
+            break
+        chroma = fitted[moved, 1:].astype(np.float32) - AB_OFFSET
+        factor = 0.0 if step == steps else 0.7
+        fitted[moved, 1:] = np.clip(np.rint(chroma * factor + AB_OFFSET), 0, 255).astype(np.uint8)
+    return fitted

@@ -1,0 +1,208 @@
+"""After training: evaluate the run's final generator, log it as the MLflow model `colorizer`, and move the
+`champion` alias when it is better than the current champion.
+
+Evaluation covers the dataset's test split (center squares, as stored) and a fixed panel of photos (the
+sample photographs shipped with scikit-image, scikit-learn and matplotlib), colorized the way people use
+the model (`models.colorize`). The decision rests on one declared primary metric and two guards:
+
+- primary: `eval_psnr` (higher is better), the RGB PSNR over every evaluated image;
+- guards: `eval_ssim` may not fall more than `SSIM_TOLERANCE` below the champion's, and
+  `eval_colorfulness_ratio` may not fall below `COLORFULNESS_FLOOR` of the champion's (a model that buys
+  PSNR with washed-out colors is not better).
+
+The previous champion stays reachable as `previous`; the decision and the numbers are tags on the new
+model version and on its run. The logged model is a pyfunc (any image size; base64 image in, base64 PNG
+out), so `mlflow models serve -m models:/colorizer@champion` answers HTTP requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+
+from models.colorize import Colorizer, colorizer_from_state, open_photo
+from models.data import ShardStream
+from models.metrics import colorization_metrics, sample_grid
+from models.networks import NetworkConfig
+from models.train import TrainConfig, latest_checkpoint, load_checkpoint
+from pipelines.lab import rgb_to_lab8
+from pipelines.shards import load_manifest
+from pipelines.storage import open_store
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODEL_NAME = "colorizer"
+PRIMARY_METRIC = "eval_psnr"
+SSIM_TOLERANCE = 0.01
+COLORFULNESS_FLOOR = 0.9
+PANEL_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "flower.jpg", "china.jpg")
+PANEL_SIDE = 256  # panel photos are colorized at this long side: enough to see, quick on a CPU
+TEST_SAMPLES = 64
+
+
+class ColorizerModel(mlflow.pyfunc.PythonModel):
+    """The MLflow pyfunc model: generator weights and network config as one artifact, a base64-image
+    DataFrame in (`image`), a base64-PNG DataFrame out (`image`)."""
+
+    def load_context(self, context: Any) -> None:
+        payload = torch.load(context.artifacts["generator"], map_location="cpu", weights_only=True)
+        self._payload = payload
+        self._colorizer = self.colorizer_on("cpu")
+
+    def colorizer_on(self, device: str) -> Colorizer:
+        payload = self._payload
+        return colorizer_from_state(payload["state"], NetworkConfig(**payload["network"]), payload["size"], device)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        return colorize_frame(self._colorizer, model_input)
+
+
+def colorize_frame(colorizer: Colorizer, frame: pd.DataFrame) -> pd.DataFrame:
+    """Base64 images in the `image` column to base64 PNGs, colorized."""
+    colored = []
+    for encoded in frame["image"]:
+        image = colorizer.colorize(open_photo(base64.b64decode(encoded)))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        colored.append(base64.b64encode(buffer.getvalue()).decode())
+    return pd.DataFrame({"image": colored})
+
+
+def panel_photos() -> list[tuple[str, Image.Image]]:
+    """The fixed evaluation panel, scaled to PANEL_SIDE."""
+    from pipelines.sources.local import sample_photo_folders
+
+    found = {path.name: path for folder in sample_photo_folders() for path in folder.iterdir()}
+    panel = []
+    for name in PANEL_PHOTOS:
+        if name in found:
+            image = open_photo(found[name])
+            image.thumbnail((PANEL_SIDE, PANEL_SIDE), Image.Resampling.LANCZOS)
+            panel.append((name, image))
+    return panel
+
+
+def evaluate(colorizer: Colorizer, lake_url: str, manifest: dict) -> tuple[dict[str, float], Image.Image]:
+    """Metrics over the test split (or val, when a small dataset has no test images) and the panel, and the
+    panel's comparison grid (gray | prediction | truth)."""
+    truth, predicted = [], []
+    for split in ("test", "val"):
+        if manifest["splits"].get(split):
+            stream = ShardStream(lake_url, manifest, split=split, crop_size=colorizer.size, train=False)
+            for number, lab8 in enumerate(stream):
+                if number >= TEST_SAMPLES:
+                    break
+                truth.append(lab8.numpy())
+            break
+    for real in truth:
+        predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(_rgb_image(real)))))
+    panel_truth, panel_predicted = [], []
+    for _, photo in panel_photos():
+        square = ImageOps.fit(photo, (colorizer.size, colorizer.size))
+        panel_truth.append(rgb_to_lab8(np.asarray(square)))
+        panel_predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(square))))
+    metrics = colorization_metrics(np.stack(predicted + panel_predicted), np.stack(truth + panel_truth))
+    grid = sample_grid(np.stack(panel_predicted), np.stack(panel_truth), max_rows=len(panel_truth))
+    return {f"eval_{name}": value for name, value in metrics.items()}, grid
+
+
+def _rgb_image(lab8: np.ndarray) -> Image.Image:
+    from pipelines.lab import lab8_to_rgb
+
+    return Image.fromarray(lab8_to_rgb(lab8))
+
+
+def decide(new: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, str]:
+    """Whether `new` should become champion, and why, in words for the tags."""
+    if champion is None:
+        return True, "first model: no champion yet"
+    ours, theirs = new[PRIMARY_METRIC], champion[PRIMARY_METRIC]
+    if ours <= theirs:
+        return False, f"{PRIMARY_METRIC} {ours:.3f} is not above the champion's {theirs:.3f}"
+    if new["eval_ssim"] < champion["eval_ssim"] - SSIM_TOLERANCE:
+        return False, f"guard: eval_ssim {new['eval_ssim']:.3f} fell below the champion's {champion['eval_ssim']:.3f}"
+    if new["eval_colorfulness_ratio"] < COLORFULNESS_FLOOR * champion["eval_colorfulness_ratio"]:
+        return False, "guard: colors are duller than the champion's"
+    return True, f"{PRIMARY_METRIC} {ours:.3f} beats the champion's {theirs:.3f}"
+
+
+def promote(client: Any, version: str, metrics: dict[str, float]) -> dict[str, Any]:
+    """Move `champion` to `version` if `decide` says so (the old one becomes `previous`); record why."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    except MlflowException:
+        current = None
+    champion_metrics = json.loads(current.tags["eval_metrics"]) if current and "eval_metrics" in current.tags else None
+    promoted, reason = decide(metrics, champion_metrics)
+    if promoted:
+        if current is not None:
+            client.set_registered_model_alias(MODEL_NAME, "previous", current.version)
+        client.set_registered_model_alias(MODEL_NAME, "champion", version)
+    decision = {
+        "promotion": "promoted" if promoted else "kept champion",
+        "promotion_reason": reason,
+        "compared_with": current.version if current else "none",
+    }
+    for key, value in {**decision, "eval_metrics": json.dumps(metrics, sort_keys=True)}.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
+    logger.info("model version %s: %s (%s)", version, decision["promotion"], reason)
+    return {**decision, "version": version}
+
+
+def register_run(run_id: str, tracking_uri: str, lake_url: str) -> dict[str, Any]:
+    """Evaluate a finished training run's last checkpoint, log and register its model, decide promotion."""
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    store = open_store(lake_url)
+    state = load_checkpoint(store, latest_checkpoint(store, run_id))
+    config = TrainConfig(**state["config"])
+    network = config.networks()
+    colorizer = colorizer_from_state(state["generator"], network, config.crop_size)
+    metrics, grid = evaluate(colorizer, lake_url, load_manifest(store, config.dataset))
+    example = pd.DataFrame({"image": [_example_image()]})
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as scratch:
+        mlflow.log_metrics(metrics)
+        mlflow.log_image(grid, artifact_file="panel/comparison.png")
+        weights = Path(scratch) / "generator.pt"
+        torch.save({"state": state["generator"], "network": asdict(network), "size": config.crop_size}, weights)
+        logged = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=ColorizerModel(),
+            artifacts={"generator": str(weights)},
+            # The model's own code travels with it, so a serving host needs only the requirements.
+            code_paths=[str(REPO_ROOT / "models"), str(REPO_ROOT / "pipelines")],
+            signature=infer_signature(example, colorize_frame(colorizer, example)),
+            input_example=example,
+            registered_model_name=MODEL_NAME,
+        )
+        version = str(logged.registered_model_version)
+        decision = promote(client, version, metrics)
+        mlflow.set_tags({f"model_{key}": str(value) for key, value in decision.items()})
+    return {**decision, "run_id": run_id, "metrics": metrics}
+
+
+def _example_image() -> str:
+    """A small photo as base64: the input example and the signature's source."""
+    buffer = io.BytesIO()
+    photo = panel_photos()[0][1] if panel_photos() else Image.new("RGB", (48, 32), "gray")
+    photo.resize((48, 32)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
