@@ -1,0 +1,179 @@
+"""The registry with a real MLflow tracking server: a trained run ends up with its evaluation, comparison
+grid and a registered pyfunc model (signature, input example); `champion` moves only when the primary
+metric improves and the guards hold, and `previous` keeps the old champion; the colorize CLI and
+`mlflow models serve` both use `models:/colorizer@champion`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from embedded.ports import free_port, running_server, wait_for_port
+from models.registry import MODEL_NAME, PRIMARY_METRIC, promote, register_run
+from models.train import TrainConfig, Trainer
+from pipelines.lab import rgb_to_lab8
+from sandbox.library import PhotoLibrary
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PHOTO = PhotoLibrary().image(3).convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on loopback, with its own database and artifact store."""
+    root = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--workers",
+        "1",
+        "--port",
+    ]
+    with running_server(lambda port: [*command, str(port)]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def registered(lake: tuple[str, str], tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One short tracked training run, evaluated and registered (the first model: champion)."""
+    config = TrainConfig(
+        dataset=lake[1],
+        lake_url=lake[0],
+        steps=6,
+        batch_size=4,
+        crop_size=64,
+        ngf=8,
+        ndf=8,
+        num_downs=6,
+        workers=0,
+        eval_every=6,
+        eval_batches=1,
+        checkpoint_every=1000,
+    )
+    result = Trainer(config, tracking_uri=tracking_uri, tags={"dag_id": "test"}).fit()
+    return register_run(result.run_id, tracking_uri, lake[0])
+
+
+def photo_file(folder: Path, name: str, image: Image.Image, image_format: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    image.save(folder / name, format=image_format)
+    return folder / name
+
+
+def test_a_registered_run_has_its_evaluation_and_model(registered: dict, tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(registered["run_id"])
+
+    assert registered["promotion"] == "promoted" and registered["compared_with"] == "none"
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == registered["version"]
+    assert {PRIMARY_METRIC, "eval_ssim", "eval_l1_ab", "eval_colorfulness_ratio"} <= set(run.data.metrics)
+    assert run.data.tags["model_promotion"] == "promoted" and run.data.tags["dag_id"] == "test"
+    artifacts = {entry.path for entry in client.list_artifacts(registered["run_id"], "panel")}
+    assert artifacts == {"panel/comparison.png"}
+    version = client.get_model_version(MODEL_NAME, registered["version"])
+    assert json.loads(version.tags["eval_metrics"])[PRIMARY_METRIC] == pytest.approx(run.data.metrics[PRIMARY_METRIC])
+    info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}/{registered['version']}")
+    assert info.signature.inputs.input_names() == ["image"] and info.saved_input_example_info is not None
+
+
+def test_champion_moves_only_for_a_better_model(registered: dict, tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    first = client.get_model_version(MODEL_NAME, registered["version"])
+    metrics = json.loads(first.tags["eval_metrics"])
+    worse = mlflow.register_model(first.source, MODEL_NAME).version
+    better = mlflow.register_model(first.source, MODEL_NAME).version
+    duller = mlflow.register_model(first.source, MODEL_NAME).version
+
+    kept = promote(client, worse, {**metrics, PRIMARY_METRIC: metrics[PRIMARY_METRIC] - 1})
+    assert kept["promotion"] == "kept champion" and "not above" in kept["promotion_reason"]
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == first.version
+
+    moved = promote(client, better, {**metrics, PRIMARY_METRIC: metrics[PRIMARY_METRIC] + 1})
+    assert moved["promotion"] == "promoted" and moved["compared_with"] == first.version
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == better
+    assert client.get_model_version_by_alias(MODEL_NAME, "previous").version == first.version
+
+    guarded = {**metrics, PRIMARY_METRIC: metrics[PRIMARY_METRIC] + 2, "eval_colorfulness_ratio": 0.0}
+    assert promote(client, duller, guarded)["promotion"] == "kept champion"
+    assert client.get_model_version(MODEL_NAME, duller).tags["promotion_reason"].startswith("guard")
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == better
+
+
+def test_the_cli_colorizes_with_the_champion(registered: dict, tracking_uri: str, tmp_path: Path) -> None:
+    large = photo_file(tmp_path / "in", "large.jpg", PHOTO.resize((3000, 2000)), "JPEG")
+    gray = photo_file(tmp_path / "in", "gray.png", PHOTO.convert("L").resize((320, 240)), "PNG")
+    env = {**os.environ, "COLORFLOW_MLFLOW_TRACKING_URI": tracking_uri}
+    command = [sys.executable, "-m", "models.colorize", str(large), str(gray), "-o", str(tmp_path / "out")]
+
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 of 2 photos colorized" in done.stdout
+    colored = Image.open(tmp_path / "out" / "large.png")
+    assert colored.size == (3000, 2000)
+    original_l = rgb_to_lab8(np.asarray(Image.open(large).convert("RGB")))[..., 0].astype(int)
+    colored_l = rgb_to_lab8(np.asarray(colored.convert("RGB")))[..., 0].astype(int)
+    assert np.abs(colored_l - original_l).max() <= 2
+    assert Image.open(tmp_path / "out" / "gray.png").size == (320, 240)
+
+
+def test_the_served_champion_answers_over_http(registered: dict, tracking_uri: str, tmp_path: Path) -> None:
+    port = free_port()
+    # The scoring server runs `uvicorn` from PATH: the virtualenv's bin folder must be on it.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    command = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{MODEL_NAME}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        try:
+            wait_for_port(port, server, timeout_s=120)
+        except RuntimeError:
+            pytest.fail((tmp_path / "serve.log").read_text()[-3000:])
+        buffer = io.BytesIO()
+        PHOTO.resize((200, 150)).save(buffer, format="JPEG")
+        body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(buffer.getvalue()).decode()]]}}
+
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
+
+        assert answer.status_code == 200, answer.text
+        png = base64.b64decode(answer.json()["predictions"][0]["image"])
+        assert Image.open(io.BytesIO(png)).size == (200, 150)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
+        server.wait(timeout=30)
