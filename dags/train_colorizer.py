@@ -10,6 +10,10 @@ one process per visible GPU. A node without a GPU (the embedded setup) trains a 
 CPU. Checkpoints go to `checkpoints/<mlflow run id>/` in the lake every few hundred steps, so a retry of
 the task (after a crash or a preemption) resumes the same MLflow run where it stopped.
 
+`evaluate_and_promote` then scores the final generator on the test split and a fixed panel of photos,
+logs a comparison grid and the model (registered as `colorizer`), and moves the `champion` alias when the
+primary metric (`eval_psnr`) improves and the guards hold; the old champion stays reachable as `previous`.
+
 Scheduled by `lab_dataset` (the version comes from the event); triggered by hand, `dataset_version` picks
 one (empty: the newest) and the other params override the training config. A run still going after
 `COLORFLOW_TRAIN_DEADLINE_HOURS` (default 8) raises an overdue alert.
@@ -65,7 +69,15 @@ def train_colorizer() -> None:
 
         return train_for_airflow(get_current_context())
 
-    train()
+    @task
+    def evaluate_and_promote(summary: dict) -> dict:
+        from models.registry import register_run
+        from pipelines.settings import get_settings
+
+        settings = get_settings()
+        return register_run(summary["run_id"], settings.mlflow_tracking_uri, settings.lake_url)
+
+    evaluate_and_promote(train())
 
 
 train_colorizer()

@@ -114,6 +114,27 @@ def latest_training(settings: Settings) -> str:
     return f"run {run.info.run_id} {run.info.status} on dataset {dataset}\n  {metrics}\n  {page}"
 
 
+def colorize_panel(settings: Settings) -> str:
+    """Colorize the evaluation panel with the champion, into <home>/colorized/; says what and where."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from models.colorize import colorize_files, load_colorizer
+    from models.registry import MODEL_NAME, PANEL_PHOTOS
+    from pipelines.sources.local import sample_photo_folders
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        champion = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
+    except MlflowException:
+        return "no champion yet"
+    photos = sorted(path for folder in sample_photo_folders() for path in folder.iterdir() if path.name in PANEL_PHOTOS)
+    folder = settings.home / "colorized"
+    written = colorize_files(load_colorizer(f"models:/{MODEL_NAME}@champion"), photos, folder, progress=False)
+    decision = champion.tags.get("promotion_reason", "")
+    return f"{MODEL_NAME} version {champion.version} ({decision})\n  {len(written)} panel photos colorized: {folder}"
+
+
 def run_step(client: AirflowClient, step: Step, today: datetime, started: datetime) -> Outcome:
     client.wait_for_dag(step.dag_id)
     client.unpause(step.dag_id)
@@ -169,6 +190,7 @@ def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int],
     lines += [f"  {verdict:<40} {count:>6}" for verdict, count in verdict_counts(settings).items()]
     lines += ["", "Dataset:", f"  {latest_dataset(settings)}"]
     lines += ["", "Training:", f"  {latest_training(settings)}"]
+    lines += ["", "Champion:", f"  {colorize_panel(settings)}"]
     lines += ["", "Images per source (sightings):"]
     lines += [f"  {source:<15} {count:>6}" for source, count in open_catalog(settings).count_by_source().items()]
     lines += [

@@ -1,7 +1,7 @@
 """`train_colorizer` through the real Airflow and the real MLflow server: a short CPU training on the
 newest dataset version ends with a complete MLflow run (params, tags naming the Airflow run and the dataset,
-losses, validation metrics, sample grids, the dataset manifest, the final checkpoint) and a checkpoint in
-the lake.
+losses, validation metrics, sample grids, the dataset manifest, the final checkpoint), a checkpoint in
+the lake, and an evaluated, registered model with its promotion decision.
 """
 
 from __future__ import annotations
@@ -64,3 +64,9 @@ def test_a_short_training_run_is_tracked_in_mlflow(
     store = open_store(settings=stack_settings)
     state = load_checkpoint(store, latest_checkpoint(store, summary["run_id"]))
     assert state["position"]["step"] == STEPS
+    promotion = airflow.xcom("train_colorizer", run_id, "evaluate_and_promote")
+    assert promotion["run_id"] == summary["run_id"] and promotion["promotion"] in ("promoted", "kept champion")
+    version = mlflow.get_model_version("colorizer", promotion["version"])
+    assert version.run_id == summary["run_id"] and version.tags["promotion"] == promotion["promotion"]
+    assert mlflow.get_model_version_by_alias("colorizer", "champion") is not None
+    assert "panel/comparison.png" in artifact_paths(mlflow, summary["run_id"])
