@@ -72,10 +72,11 @@ def train_colorizer() -> None:
     @task
     def evaluate_and_promote(summary: dict) -> dict:
         from models.registry import register_run
+        from pipelines.catalog import open_catalog
         from pipelines.settings import get_settings
 
         settings = get_settings()
-        return register_run(summary["run_id"], settings.mlflow_tracking_uri, settings.lake_url)
+        return register_run(summary["run_id"], settings.mlflow_tracking_uri, settings.lake_url, open_catalog(settings))
 
     evaluate_and_promote(train())
 

@@ -165,8 +165,33 @@ def promote(client: Any, version: str, metrics: dict[str, float]) -> dict[str, A
     return {**decision, "version": version}
 
 
-def register_run(run_id: str, tracking_uri: str, lake_url: str) -> dict[str, Any]:
-    """Evaluate a finished training run's last checkpoint, log and register its model, decide promotion."""
+def quality_reports(store: Any, catalog: Any, version: str) -> dict[str, bytes]:
+    """The quality reports (page and summary) of the validation runs that accepted the dataset's images,
+    as artifact path -> bytes: what a person checks when a model's data is in doubt."""
+    from sqlalchemy import select
+
+    from pipelines.catalog import DatasetMember, QualityResult
+    from pipelines.quality import report_prefix
+
+    with catalog.session() as session:
+        runs = session.scalars(
+            select(QualityResult.run_id)
+            .join(DatasetMember, DatasetMember.image_sha256 == QualityResult.image_sha256)
+            .where(DatasetMember.version == version)
+            .distinct()
+        ).all()
+    reports = {}
+    for quality_run in sorted(runs):
+        prefix = report_prefix(quality_run)
+        for name in ("index.html", "summary.json"):
+            if store.exists(prefix + name):
+                reports[f"quality/{prefix.split('/')[-2]}/{name}"] = store.get(prefix + name)
+    return reports
+
+
+def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = None) -> dict[str, Any]:
+    """Evaluate a finished training run's last checkpoint, log and register its model, decide promotion.
+    With the `catalog`, the quality reports of the run's data go with it (`quality/<validation run>/`)."""
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
@@ -179,8 +204,14 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str) -> dict[str, Any
     example = pd.DataFrame({"image": [_example_image()]})
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
+    reports = quality_reports(store, catalog, config.dataset) if catalog is not None else {}
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as scratch:
         mlflow.log_metrics(metrics)
+        for artifact, data in reports.items():
+            folder = Path(scratch) / Path(artifact).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / Path(artifact).name).write_bytes(data)
+            mlflow.log_artifact(str(folder / Path(artifact).name), artifact_path=str(Path(artifact).parent))
         mlflow.log_image(grid, artifact_file="panel/comparison.png")
         weights = Path(scratch) / "generator.pt"
         torch.save({"state": state["generator"], "network": asdict(network), "size": config.crop_size}, weights)

@@ -85,7 +85,11 @@ class Tracker:
         dataset = MetaDataset(
             source=HTTPDatasetSource(source_uri), name=f"colorflow-{manifest['version']}", digest=manifest["version"]
         )
-        self._mlflow.log_input(dataset, context="training", tags={"samples": str(manifest["sample_count"])})
+        self._mlflow.log_input(
+            dataset,
+            context="training",
+            tags={"samples": str(manifest["sample_count"]), "source_mix": json.dumps(manifest["source_mix"])},
+        )
         self._mlflow.set_tags(
             {
                 "dataset_version": manifest["version"],

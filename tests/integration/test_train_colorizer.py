@@ -69,4 +69,6 @@ def test_a_short_training_run_is_tracked_in_mlflow(
     version = mlflow.get_model_version("colorizer", promotion["version"])
     assert version.run_id == summary["run_id"] and version.tags["promotion"] == promotion["promotion"]
     assert mlflow.get_model_version_by_alias("colorizer", "champion") is not None
-    assert "panel/comparison.png" in artifact_paths(mlflow, summary["run_id"])
+    after = artifact_paths(mlflow, summary["run_id"])
+    assert "panel/comparison.png" in after
+    assert any(path.startswith("quality/") and path.endswith("/index.html") for path in after), after
