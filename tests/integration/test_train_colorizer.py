@@ -52,6 +52,7 @@ def test_a_short_training_run_is_tracked_in_mlflow(
     assert run.info.status == "FINISHED"
     assert run.data.tags["dag_id"] == "train_colorizer" and run.data.tags["airflow_run_id"] == run_id
     assert run.data.tags["dataset_version"] == version and run.data.tags["git_commit"] != ""
+    assert run.data.tags["airflow_try_number"] == "1" and run.data.tags["device"].startswith("cpu")
     assert run.data.params["steps"] == str(STEPS) and run.data.params["ngf"] == "16"  # the CPU profile
     history = mlflow.get_metric_history(summary["run_id"], "loss_g_l1")
     assert [point.step for point in history][-1] == STEPS

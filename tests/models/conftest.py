@@ -52,7 +52,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return f"file://{store.root}", manifest["version"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def small(lake: tuple[str, str]) -> Callable[..., TrainConfig]:
     """`small(**overrides)`: a training config a 2-core CPU runs in seconds (ngf 8, 64 px crops)."""
     lake_url, version = lake

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -56,22 +56,9 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def registered(lake: tuple[str, str], tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def registered(lake: tuple[str, str], small: Callable[..., TrainConfig], tracking_uri: str) -> dict:
     """One short tracked training run, evaluated and registered (the first model: champion)."""
-    config = TrainConfig(
-        dataset=lake[1],
-        lake_url=lake[0],
-        steps=6,
-        batch_size=4,
-        crop_size=64,
-        ngf=8,
-        ndf=8,
-        num_downs=6,
-        workers=0,
-        eval_every=6,
-        eval_batches=1,
-        checkpoint_every=1000,
-    )
+    config = small(steps=6, tracking=True, eval_every=6, eval_batches=1)
     result = Trainer(config, tracking_uri=tracking_uri, tags={"dag_id": "test"}).fit()
     return register_run(result.run_id, tracking_uri, lake[0])
 
