@@ -626,7 +626,7 @@ def describe(manifest: dict[str, Any]) -> str:
         f"dataset {manifest['version']}: {manifest['sample_count']} samples in {len(manifest['shards'])} shards "
         f"({size_mb:.1f} MB), {manifest['params']['load_size']} px Lab",
         "  splits: " + ", ".join(f"{split} {count}" for split, count in manifest["splits"].items()),
-        "  sources: " + ", ".join(f"{source} {count}" for source, count in manifest["source_mix"].items()),
+        "  sources: " + ", ".join(f"{source} {count}" for source, count in sorted(manifest["source_mix"].items())),
         f"  near duplicates dropped: {manifest['duplicates_dropped']}, left out: {len(manifest['failures'])}",
     ]
     return "\n".join(lines)
