@@ -52,3 +52,12 @@ def test_dag_files_do_not_import_heavy_libraries_at_parse_time(dag_file: Path) -
     )
     result = subprocess.run([sys.executable, "-c", probe, str(dag_file)], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1:] in ([], [""]), f"{dag_file.name} imports {result.stdout.strip()}"
+
+
+def test_training_runs_on_the_gpu_queue_and_alerts_when_overdue(dagbag) -> None:
+    dag = dagbag.dags["train_colorizer"]
+    train = dag.task_dict["train"]
+    assert (train.queue, train.pool) == ("gpu", "gpu")
+    [deadline] = dag.deadline
+    assert deadline.callback.path == "colorflow_alerts.overdue_run_alert"
+    assert deadline.interval.total_seconds() == 8 * 3600  # COLORFLOW_TRAIN_DEADLINE_HOURS' default

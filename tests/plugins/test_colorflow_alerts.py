@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import SimpleNamespace
 
 import pytest
 
-from colorflow_alerts import FailureAlert, describe_failure, task_defaults
+from colorflow_alerts import FailureAlert, describe_failure, overdue_run_alert, task_defaults
 
 
 def failed_context() -> dict:
@@ -55,3 +56,14 @@ def test_fail_fast_turns_permanent_errors_into_a_failure_without_retries() -> No
         raise PermissionError("login wall")
     with pytest.raises(ValueError), fail_fast(PermissionError):
         raise ValueError("retry me")
+
+
+def test_an_overdue_run_is_reported_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    context = {"dag_run": {"dag_id": "train_colorizer", "run_id": "asset_triggered__2026-11-23"}}
+
+    asyncio.run(overdue_run_alert(context=context, expected="finished within 8:00:00"))
+
+    record = next(record for record in caplog.records if "COLORFLOW RUN OVERDUE" in record.getMessage())
+    assert record.levelno == logging.ERROR
+    assert "train_colorizer" in record.getMessage() and "asset_triggered__2026-11-23" in record.getMessage()
+    assert "finished within 8:00:00" in record.getMessage()
