@@ -38,7 +38,7 @@ from models.data import ShardStream
 from models.metrics import colorization_metrics, sample_grid
 from models.networks import NetworkConfig
 from models.train import TrainConfig, latest_checkpoint, load_checkpoint
-from pipelines.lab import rgb_to_lab8
+from pipelines.lab import lab8_to_rgb, rgb_to_lab8
 from pipelines.shards import load_manifest
 from pipelines.storage import open_store
 
@@ -109,7 +109,7 @@ def evaluate(colorizer: Colorizer, lake_url: str, manifest: dict) -> tuple[dict[
                 truth.append(lab8.numpy())
             break
     for real in truth:
-        predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(_rgb_image(real)))))
+        predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(Image.fromarray(lab8_to_rgb(real))))))
     panel_truth, panel_predicted = [], []
     for _, photo in panel_photos():
         square = ImageOps.fit(photo, (colorizer.size, colorizer.size))
@@ -118,12 +118,6 @@ def evaluate(colorizer: Colorizer, lake_url: str, manifest: dict) -> tuple[dict[
     metrics = colorization_metrics(np.stack(predicted + panel_predicted), np.stack(truth + panel_truth))
     grid = sample_grid(np.stack(panel_predicted), np.stack(panel_truth), max_rows=len(panel_truth))
     return {f"eval_{name}": value for name, value in metrics.items()}, grid
-
-
-def _rgb_image(lab8: np.ndarray) -> Image.Image:
-    from pipelines.lab import lab8_to_rgb
-
-    return Image.fromarray(lab8_to_rgb(lab8))
 
 
 def decide(new: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, str]:
