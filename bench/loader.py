@@ -10,8 +10,6 @@ are the production format.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import sys
 import tempfile
@@ -19,15 +17,14 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader
 
+from bench.photos import library_jpegs, store_raw
 from bench.report import write_results
 from models.data import ShardStream, to_network
-from pipelines.raw_zone import raw_key
-from pipelines.shards import Member, ShardParams, ShardSpec, write_shard
+from pipelines.shards import ShardParams, ShardSpec, write_shard
 from pipelines.storage import FileStore
-from sandbox.library import PhotoLibrary
 
 SAMPLE_COUNT, SHARD_SIZE, PHOTO_SIZE = 1200, 200, (640, 480)
 BATCH_SIZE, CROP_SIZE = 16, 256
@@ -37,16 +34,10 @@ REPEATS = 3
 
 def build_shards(root: Path) -> dict:
     """A manifest-like description of train shards written by `write_shard`."""
-    store, library, load_size = FileStore(root), PhotoLibrary(), ShardParams().load_size
-    members = []
-    for number in range(SAMPLE_COUNT):
-        buffer = io.BytesIO()
-        image = ImageOps.fit(library.image(number % len(library.photos)), PHOTO_SIZE, Image.Resampling.BILINEAR)
-        image.save(buffer, format="JPEG", quality=90)
-        data = buffer.getvalue() + number.to_bytes(4, "big")  # distinct bytes, distinct keys
-        key = raw_key(hashlib.sha256(data).hexdigest(), "jpg")
-        store.put(key, data)
-        members.append(Member(key.rsplit("/", 1)[1].split(".")[0], key, "jpg", ("bench",), "train"))
+    store, load_size = FileStore(root), ShardParams().load_size
+    jpegs = library_jpegs(range(SAMPLE_COUNT), PHOTO_SIZE, resample=Image.Resampling.BILINEAR)
+    # The library has fewer photos than samples: a trailing number makes every copy distinct bytes.
+    members = [store_raw(store, data + number.to_bytes(4, "big")) for number, data in enumerate(jpegs)]
     shards = []
     for index in range(0, SAMPLE_COUNT, SHARD_SIZE):
         spec = ShardSpec(

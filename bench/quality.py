@@ -10,16 +10,13 @@ The photos are real (the sandbox library's), cropped to 4:3 and scaled to 640x48
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import resource
 import time
 
-from PIL import Image, ImageOps
-
+from bench.photos import library_jpegs
 from bench.report import write_results
 from pipelines.image_facts import extract_facts
-from sandbox.library import PhotoLibrary
 
 PHOTO_COUNT, SIZE, QUALITY = 300, (640, 480), 88
 TARGET_PER_CORE = 100.0
@@ -28,14 +25,7 @@ PROCESSES = 2
 
 
 def photos() -> list[bytes]:
-    library = PhotoLibrary()
-    encoded = []
-    for number in range(PHOTO_COUNT):
-        image = ImageOps.fit(library.image(number % len(library.photos)), SIZE, Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=QUALITY)
-        encoded.append(buffer.getvalue())
-    return encoded
+    return library_jpegs(range(PHOTO_COUNT), SIZE, QUALITY)
 
 
 def extract_all(payloads: list[bytes]) -> tuple[float, float]:

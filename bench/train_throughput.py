@@ -19,8 +19,6 @@ written by the production stitch. Results: bench/results/train_throughput.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import random
 import sys
@@ -36,15 +34,14 @@ from PIL import Image, ImageOps
 from skimage.color import rgb2lab
 from torch.utils.data import DataLoader, Dataset
 
+from bench.photos import library_jpegs, store_raw
 from bench.report import write_results
 from models.data import AB_SCALE
 from models.train import TrainConfig, Trainer
 from pipelines.catalog import Catalog, Sighting, utcnow
 from pipelines.catalog import Image as ImageRow
-from pipelines.raw_zone import raw_key
 from pipelines.shards import ShardParams, build_dataset
 from pipelines.storage import FileStore
-from sandbox.library import PhotoLibrary
 
 PHOTOS, PHOTO_SIZE, LOAD, CROP = 160, (640, 480), 286, 256
 REFERENCE_WORKERS = 4
@@ -74,23 +71,20 @@ class ReferenceColorization(Dataset):
 
 def prepare(root: Path) -> tuple[list[Path], str, str]:
     """JPEG files for (a), and the same photos as an accepted catalog and a built dataset for (b)."""
-    store, library = FileStore(root / "lake"), PhotoLibrary()
+    store = FileStore(root / "lake")
     catalog = Catalog(f"sqlite:///{root / 'catalog.db'}")
     catalog.migrate()
     (root / "jpeg").mkdir()
     paths = []
+    jpegs = library_jpegs(range(PHOTOS), PHOTO_SIZE, resample=Image.Resampling.BICUBIC)
     with catalog.session() as session:
-        for number in range(PHOTOS):
-            buffer = io.BytesIO()
-            ImageOps.fit(library.image(number), PHOTO_SIZE).save(buffer, format="JPEG", quality=90)
-            data = buffer.getvalue()
+        for number, data in enumerate(jpegs):
             paths.append(root / "jpeg" / f"{number}.jpg")
             paths[-1].write_bytes(data)
-            sha256 = hashlib.sha256(data).hexdigest()
-            store.put(raw_key(sha256, "jpg"), data)
-            image = {"sha256": sha256, "raw_key": raw_key(sha256, "jpg"), "format": "jpg", "byte_size": len(data)}
+            member = store_raw(store, data)
+            image = {"sha256": member.sha256, "raw_key": member.raw_key, "format": "jpg", "byte_size": len(data)}
             catalog.upsert(session, ImageRow, [{**image, "status": "accepted", "first_seen_at": utcnow()}], ["sha256"])
-            sighting = {"source": "bench", "source_id": str(number), "image_sha256": sha256, "url": "-"}
+            sighting = {"source": "bench", "source_id": str(number), "image_sha256": member.sha256, "url": "-"}
             catalog.upsert(
                 session, Sighting, [{**sighting, "fetched_at": utcnow(), "run_id": "bench"}], ["source", "source_id"]
             )

@@ -51,11 +51,10 @@ import simplejpeg
 from PIL import Image, ImageOps
 from skimage.color import rgb2lab
 
+from bench.photos import library_jpegs, store_raw
 from bench.report import write_results
-from pipelines.raw_zone import raw_key
 from pipelines.shards import Member, ShardParams, ShardSpec, write_shard
 from pipelines.storage import FileStore
-from sandbox.library import PhotoLibrary
 
 SIZES = ((640, 480), (1600, 1200))
 PHOTOS_PER_SIZE, JPEG_QUALITY = 120, 90
@@ -110,18 +109,7 @@ def log(message: str) -> None:
 
 def build_photos(store: FileStore, size: tuple[int, int], first: int) -> list[Member]:
     """Encode `PHOTOS_PER_SIZE` distinct library photos at `size` into the lake's raw zone."""
-    library = PhotoLibrary()
-    members = []
-    for number in range(first, first + PHOTOS_PER_SIZE):
-        image = ImageOps.fit(library.image(number % len(library.photos)), size, Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        data = buffer.getvalue()
-        sha256 = hashlib.sha256(data).hexdigest()
-        key = raw_key(sha256, "jpg")
-        store.put(key, data)
-        members.append(Member(sha256, key, "jpg", ("bench",), "train"))
-    return members
+    return [store_raw(store, data) for data in library_jpegs(range(first, first + PHOTOS_PER_SIZE), size, JPEG_QUALITY)]
 
 
 def shards_of(members: Sequence[Member], name: str) -> list[ShardSpec]:
