@@ -120,17 +120,15 @@ def colorize_panel(settings: Settings) -> str:
     from mlflow.exceptions import MlflowException
 
     from models.colorize import colorize_files, load_colorizer
-    from models.registry import MODEL_NAME, PANEL_PHOTOS
-    from pipelines.sources.local import sample_photo_folders
+    from models.registry import MODEL_NAME, panel_paths
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     try:
         champion = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
     except MlflowException:
         return "no champion yet"
-    photos = sorted(path for folder in sample_photo_folders() for path in folder.iterdir() if path.name in PANEL_PHOTOS)
     folder = settings.home / "colorized"
-    written = colorize_files(load_colorizer(f"models:/{MODEL_NAME}@champion"), photos, folder, progress=False)
+    written = colorize_files(load_colorizer(f"models:/{MODEL_NAME}@champion"), panel_paths(), folder, progress=False)
     decision = champion.tags.get("promotion_reason", "")
     return f"{MODEL_NAME} version {champion.version} ({decision})\n  {len(written)} panel photos colorized: {folder}"
 

@@ -82,21 +82,27 @@ def colorize_frame(colorizer: Colorizer, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"image": colored})
 
 
-def panel_photos() -> list[tuple[str, Image.Image]]:
-    """The fixed evaluation panel, scaled to PANEL_SIDE."""
+def panel_paths() -> list[Path]:
+    """The files of the fixed evaluation panel, in `PANEL_PHOTOS` order (those installed)."""
     from pipelines.sources.local import sample_photo_folders
 
     found = {path.name: path for folder in sample_photo_folders() for path in folder.iterdir()}
+    return [found[name] for name in PANEL_PHOTOS if name in found]
+
+
+def panel_photos() -> list[Image.Image]:
+    """The evaluation panel, scaled to PANEL_SIDE."""
     panel = []
-    for name in PANEL_PHOTOS:
-        if name in found:
-            image = open_photo(found[name])
-            image.thumbnail((PANEL_SIDE, PANEL_SIDE), Image.Resampling.LANCZOS)
-            panel.append((name, image))
+    for path in panel_paths():
+        image = open_photo(path)
+        image.thumbnail((PANEL_SIDE, PANEL_SIDE), Image.Resampling.LANCZOS)
+        panel.append(image)
     return panel
 
 
-def evaluate(colorizer: Colorizer, lake_url: str, manifest: dict) -> tuple[dict[str, float], Image.Image]:
+def evaluate(
+    colorizer: Colorizer, lake_url: str, manifest: dict, panel: list[Image.Image]
+) -> tuple[dict[str, float], Image.Image]:
     """Metrics over the test split (or val, when a small dataset has no test images) and the panel, and the
     panel's comparison grid (gray | prediction | truth)."""
     truth, predicted = [], []
@@ -111,7 +117,7 @@ def evaluate(colorizer: Colorizer, lake_url: str, manifest: dict) -> tuple[dict[
     for real in truth:
         predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(Image.fromarray(lab8_to_rgb(real))))))
     panel_truth, panel_predicted = [], []
-    for _, photo in panel_photos():
+    for photo in panel:
         square = ImageOps.fit(photo, (colorizer.size, colorizer.size))
         panel_truth.append(rgb_to_lab8(np.asarray(square)))
         panel_predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(square))))
@@ -159,9 +165,9 @@ def promote(client: Any, version: str, metrics: dict[str, float]) -> dict[str, A
     return {**decision, "version": version}
 
 
-def quality_reports(store: Any, catalog: Any, version: str) -> dict[str, bytes]:
+def quality_reports(store: Any, catalog: Any, version: str) -> dict[str, str]:
     """The quality reports (page and summary) of the validation runs that accepted the dataset's images,
-    as artifact path -> bytes: what a person checks when a model's data is in doubt."""
+    as artifact path -> text: what a person checks when a model's data is in doubt."""
     from sqlalchemy import select
 
     from pipelines.catalog import DatasetMember, QualityResult
@@ -179,7 +185,7 @@ def quality_reports(store: Any, catalog: Any, version: str) -> dict[str, bytes]:
         prefix = report_prefix(quality_run)
         for name in ("index.html", "summary.json"):
             if store.exists(prefix + name):
-                reports[f"quality/{prefix.split('/')[-2]}/{name}"] = store.get(prefix + name)
+                reports[f"quality/{prefix.split('/')[-2]}/{name}"] = store.get(prefix + name).decode()
     return reports
 
 
@@ -194,18 +200,16 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
     config = TrainConfig(**state["config"])
     network = config.networks()
     colorizer = colorizer_from_state(state["generator"], network, config.crop_size)
-    metrics, grid = evaluate(colorizer, lake_url, load_manifest(store, config.dataset))
-    example = pd.DataFrame({"image": [_example_image()]})
+    panel = panel_photos()
+    metrics, grid = evaluate(colorizer, lake_url, load_manifest(store, config.dataset), panel)
+    example = pd.DataFrame({"image": [_example_image(panel)]})
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     reports = quality_reports(store, catalog, config.dataset) if catalog is not None else {}
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as scratch:
         mlflow.log_metrics(metrics)
-        for artifact, data in reports.items():
-            folder = Path(scratch) / Path(artifact).parent
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / Path(artifact).name).write_bytes(data)
-            mlflow.log_artifact(str(folder / Path(artifact).name), artifact_path=str(Path(artifact).parent))
+        for artifact, text in reports.items():
+            mlflow.log_text(text, artifact)
         mlflow.log_image(grid, artifact_file="panel/comparison.png")
         weights = Path(scratch) / "generator.pt"
         torch.save({"state": state["generator"], "network": asdict(network), "size": config.crop_size}, weights)
@@ -225,9 +229,9 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
     return {**decision, "run_id": run_id, "metrics": metrics}
 
 
-def _example_image() -> str:
+def _example_image(panel: list[Image.Image]) -> str:
     """A small photo as base64: the input example and the signature's source."""
     buffer = io.BytesIO()
-    photo = panel_photos()[0][1] if panel_photos() else Image.new("RGB", (48, 32), "gray")
+    photo = panel[0] if panel else Image.new("RGB", (48, 32), "gray")
     photo.resize((48, 32)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()

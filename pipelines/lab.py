@@ -49,14 +49,6 @@ def decode_lab8(lab8: np.ndarray) -> np.ndarray:
     return lab
 
 
-def encode_lab8(lab: np.ndarray) -> np.ndarray:
-    """Float Lab in CIE units to the 8-bit encoding (rounded, clipped to the representable range)."""
-    scaled = np.empty_like(lab, dtype=np.float32)
-    scaled[..., 0] = lab[..., 0] / L_SCALE
-    scaled[..., 1:] = lab[..., 1:] + AB_OFFSET
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
 def fit_to_gamut(lab8: np.ndarray, tolerance: int = 1, steps: int = 4) -> np.ndarray:
     """Reduce chroma (a, b towards neutral) at constant L wherever a color has no sRGB equivalent, so
     that converting to RGB keeps every pixel's lightness (within `tolerance`) instead of clipping it.

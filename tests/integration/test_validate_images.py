@@ -24,14 +24,6 @@ PADDING_PHOTOS = range(300, 340)  # ordinary photos the corpus arrives among, as
 DUPLICATE_REASON = re.compile(r"(near|exact) duplicate of [0-9a-f]{12}")
 
 
-def run(airflow: AirflowClient, dag_id: str, conf: dict | None = None) -> str:
-    airflow.wait_for_dag(dag_id)
-    airflow.unpause(dag_id)
-    run_id = airflow.trigger(dag_id, conf=conf)
-    airflow.wait_for_run(dag_id, run_id, timeout_s=600)
-    return run_id
-
-
 def verdicts(settings: Settings, digests: set[str]) -> dict[str, tuple[str, list[str] | None]]:
     with open_catalog(settings).session() as session:
         rows = session.execute(
@@ -51,10 +43,10 @@ def test_the_tricky_corpus_is_judged_file_by_file(
     }
     for seed in PADDING_PHOTOS:
         (photo_folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed))
-    ingest = run(airflow, "ingest_local", {"folder": str(photo_folder), "license": "CC0 1.0"})
+    ingest, _ = airflow.run("ingest_local", {"folder": str(photo_folder), "license": "CC0 1.0"})
     assert airflow.run_state("ingest_local", ingest) == "success"
 
-    run(airflow, "validate_images")
+    airflow.run("validate_images")
 
     digests = {content_digest(path.read_bytes()): name for name, (path, _) in corpus.items()}
     judged = verdicts(stack_settings, set(digests))
@@ -86,11 +78,11 @@ def test_a_batch_of_login_pages_fails_at_once_naming_the_source(
     pages.mkdir()
     for number in range(12):
         (pages / f"photo-{number}.jpg").write_text(f"<html><body>Please log in ({number})</body></html>")
-    run(airflow, "ingest_local", {"folder": str(pages), "license": "CC0"})
+    airflow.run("ingest_local", {"folder": str(pages), "license": "CC0"})
 
     # The ingest's raw_images event schedules a validation of its own; the manual run queues behind it.
     # Whichever judged the pages must have failed at once, naming the source.
-    run(airflow, "validate_images")
+    airflow.run("validate_images")
     failures = [
         (failed["dag_run_id"], task)
         for failed in airflow.runs("validate_images", state="failed")
