@@ -15,6 +15,7 @@ stream is the same on every run, which is what lets training resume exactly from
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -33,17 +34,23 @@ from pipelines.storage import ObjectStore, open_store
 # mode does) maps every real color into tanh's range without wasting much of it.
 AB_SCALE = 110.0
 SUPPORTED_ENCODING = "lab8-opencv"
-# Per channel (L, a, b): network value = stored value * scale + offset (L: 0..255 to [-1, 1]).
-_NETWORK_SCALE = torch.tensor([1 / 127.5, 1 / AB_SCALE, 1 / AB_SCALE])
-_NETWORK_OFFSET = torch.tensor([-1.0, -AB_OFFSET / AB_SCALE, -AB_OFFSET / AB_SCALE])
+NETWORK_SCALE = (1 / 127.5, 1 / AB_SCALE, 1 / AB_SCALE)
+NETWORK_OFFSET = (-1.0, -AB_OFFSET / AB_SCALE, -AB_OFFSET / AB_SCALE)
+
+
+@functools.lru_cache(maxsize=8)
+def _network_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel (L, a, b): network value = stored value * scale + offset (L: 0..255 to [-1, 1]). Made
+    once per device, so a training step copies nothing to the GPU but its batch."""
+    return torch.tensor(NETWORK_SCALE, device=device), torch.tensor(NETWORK_OFFSET, device=device)
 
 
 def to_network(lab8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of 8-bit Lab (N, H, W, 3) to the generator's input L (N, 1, H, W) and target ab (N, 2, H, W),
     both in [-1, 1]. Call it on the training device: the loader ships compact uint8 and the GPU does the
     arithmetic, in one pass over NHWC memory; L and ab are views of it (channels innermost), not copies."""
-    scale = _NETWORK_SCALE.to(lab8.device)
-    scaled = torch.addcmul(_NETWORK_OFFSET.to(lab8.device), lab8.float(), scale).clamp_(-1.0, 1.0)
+    scale, offset = _network_affine(lab8.device)
+    scaled = torch.addcmul(offset, lab8.float(), scale).clamp_(-1.0, 1.0)
     channels = scaled.permute(0, 3, 1, 2)
     return channels[:, :1], channels[:, 1:]
 

@@ -97,7 +97,7 @@ class Tracker:
                 "dataset_source_mix": json.dumps(manifest["source_mix"]),
             }
         )
-        self.log_bytes(json.dumps(manifest, indent=2).encode(), "dataset/manifest.json")
+        self._mlflow.log_dict(manifest, "dataset/manifest.json")
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled:
