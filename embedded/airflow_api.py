@@ -176,9 +176,13 @@ class AirflowClient:
     def put_connection(self, connection_id: str, **fields: Any) -> None:
         """Create or replace a connection (stored in Airflow's metadata database)."""
         body = {"connection_id": connection_id, **fields}
+        self.delete_connection(connection_id)
+        self._call("POST", "connections", json=body)
+
+    def delete_connection(self, connection_id: str) -> None:
+        """Remove a connection; one that does not exist is already gone."""
         with contextlib.suppress(AirflowError):
             self._call("DELETE", f"connections/{connection_id}")
-        self._call("POST", "connections", json=body)
 
     def run(self, dag_id: str, conf: dict[str, Any] | None = None, timeout_s: float = 600) -> tuple[str, str]:
         """Trigger `dag_id` (unpausing it) and wait for the run to end: (run id, final state)."""
