@@ -93,3 +93,26 @@ def test_every_compose_variable_is_documented() -> None:
     referenced = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
     missing = referenced - set(documented_variables())
     assert not missing, f"document in .env.example: {sorted(missing)}"
+
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|JWT|ACCESS_KEY")
+URL_PASSWORD = re.compile(r"://[^:/@\s]*:([^@\s]+)@")
+
+
+def test_no_service_has_a_default_password(dummy_env: Path) -> None:
+    """Every secret a service is given, as a variable or inside a connection URL, comes from the env file."""
+    result = run_compose(dummy_env, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = json.loads(result.stdout)
+    checked = 0
+    for name, service in config["services"].items():
+        environment = service.get("environment") or {}
+        for variable, value in environment.items():
+            if SECRET_NAME.search(variable) and not variable.endswith("_FILE"):
+                assert str(value).startswith("dummy-"), f"{name}: {variable} is not taken from .env"
+                checked += 1
+        texts = [str(value) for value in environment.values()] + [str(part) for part in service.get("command") or []]
+        for password in (match for text in texts for match in URL_PASSWORD.findall(text)):
+            assert password.startswith("dummy-"), f"{name} has a URL with a password not taken from .env"
+            checked += 1
+    assert checked >= 10, "expected the secrets of PostgreSQL, Redis, MinIO, Airflow and MLflow"
