@@ -116,3 +116,11 @@ def test_no_service_has_a_default_password(dummy_env: Path) -> None:
             assert password.startswith("dummy-"), f"{name} has a URL with a password not taken from .env"
             checked += 1
     assert checked >= 10, "expected the secrets of PostgreSQL, Redis, MinIO, Airflow and MLflow"
+
+
+def test_the_gpu_pool_training_waits_for_is_created(dummy_env: Path) -> None:
+    """train_colorizer runs in pool `gpu`: a stack without that pool would never schedule training."""
+    result = run_compose(dummy_env, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    script = " ".join(json.loads(result.stdout)["services"]["airflow-init"]["command"])
+    assert re.search(r"airflow pools set gpu \S+", script), script
