@@ -46,6 +46,18 @@ class AirflowClient:
             raise AirflowError(f"{method} {path}: HTTP {answer.status_code} {answer.text[:300]}", answer.status_code)
         return answer.json() if answer.content else None
 
+    def dag_ids(self) -> list[str]:
+        """Every DAG the API server lists (paused or not), all pages of it."""
+        found: list[str] = []
+        while True:
+            page = self._call("GET", "dags", params={"limit": 100, "offset": len(found), "order_by": "dag_id"})
+            found += [dag["dag_id"] for dag in page["dags"]]
+            if not page["dags"] or len(found) >= page["total_entries"]:
+                return found
+
+    def task_ids(self, dag_id: str) -> list[str]:
+        return [task["task_id"] for task in self._call("GET", f"dags/{dag_id}/tasks")["tasks"]]
+
     def wait_for_dag(self, dag_id: str, timeout_s: float = 180) -> None:
         """Wait until the dag-processor has parsed `dag_id` and reports no import error for it."""
         deadline = time.monotonic() + timeout_s

@@ -1,4 +1,5 @@
-"""The demo: run Colorflow's pipeline through the embedded Airflow, then say what it did and where to look.
+"""The demo: run Colorflow's pipeline through the embedded Airflow, then say what it did and where to look,
+and check in a real browser that the Airflow and MLflow UIs show it (screenshots in `<home>/screenshots/`).
 
 Ingestion DAGs on a daily schedule are backfilled over the last few days, exactly as an operator would
 (`POST /api/v2/backfills`), so the demo also shows one run per day, each collecting its own window.
@@ -174,7 +175,13 @@ def run_demo(settings: Settings) -> int:
             client.unpause(step.dag_id)
     outcomes = [run_step(client, step, today, started) for step in DEMO_STEPS]
     print(summary(settings, outcomes, before, lake_counts(settings)))
-    return 0 if all(outcome.succeeded for outcome in outcomes) else 1
+    if not all(outcome.succeeded for outcome in outcomes):
+        return 1
+    # Last, look at the result as a person would: the runs in the Airflow UI, the model in MLflow's.
+    from embedded import ui_check
+
+    print("\nChecking the Airflow and MLflow UIs in headless Chromium ...", flush=True)
+    return ui_check.report(settings)
 
 
 def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int], after: dict[str, int]) -> str:

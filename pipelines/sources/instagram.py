@@ -36,9 +36,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import urllib.robotparser
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -48,6 +45,7 @@ from urllib.parse import urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
+from pipelines.browser import CHROMEDRIVER, CHROMIUM_BINARY, HeadlessChromium
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.settings import Settings, get_settings
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
@@ -70,10 +68,6 @@ ACCESS_TOKEN_CODES = frozenset({102, 104, 190})
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613})
 EXPIRED_URL_TEXT = "URL signature expired"
 SESSION_COOKIE_NAME = "sessionid"
-CHROMIUM_BINARY = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-BROWSER_WINDOW = (1280, 900)
-PAGE_LOAD_TIMEOUT_S = 30.0
 FIRST_POSTS_TIMEOUT_S = 15.0
 SCROLL_SETTLE_S = 3.0
 DEFAULT_MAX_SCROLLS = 50
@@ -412,54 +406,6 @@ def parse_tag_page(page_source: str, page_url: str) -> list[tuple[Candidate, dat
     return posts
 
 
-class _Browser:
-    """Headless Chromium under Selenium, with a throwaway profile that is removed afterwards."""
-
-    def __init__(self, user_agent: str, binary: str, driver_path: str) -> None:
-        self.user_agent, self.binary, self.driver_path = user_agent, binary, driver_path
-
-    def __enter__(self):
-        from selenium import webdriver
-        from selenium.common.exceptions import WebDriverException
-        from selenium.webdriver.chrome.service import Service
-
-        # Selenium Manager would otherwise try to download drivers; the machines have no internet.
-        os.environ.setdefault("SE_OFFLINE", "true")
-        self.profile = tempfile.mkdtemp(prefix="colorflow-chromium-")
-        options = webdriver.ChromeOptions()
-        options.binary_location = self.binary
-        for flag in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-quic",
-            f"--user-data-dir={self.profile}",
-            f"--window-size={BROWSER_WINDOW[0]},{BROWSER_WINDOW[1]}",
-            f"--user-agent={self.user_agent}",
-        ):
-            options.add_argument(flag)
-        try:
-            self.driver = webdriver.Chrome(service=Service(self.driver_path), options=options)
-        except WebDriverException as error:
-            shutil.rmtree(self.profile, ignore_errors=True)
-            raise RuntimeError(
-                f"cannot start headless Chromium ({self.binary}, {self.driver_path}): {error.msg}"
-            ) from None
-        self.driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)
-        return self.driver
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self.driver.quit()
-        finally:
-            shutil.rmtree(self.profile, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def _webdriver_debug_log_off() -> Iterator[None]:
     """Selenium logs every WebDriver command's payload at DEBUG, which would put the session cookie in logs."""
@@ -537,7 +483,7 @@ def discover_browser(
     pages = {tag: f"{web_url}/explore/tags/{tag}/" for tag in tags}
     check_robots(config, http, pages.values())
     found: list[Candidate] = []
-    with _Browser(http.policy.user_agent, chromium_binary, chromedriver) as driver:
+    with HeadlessChromium(http.policy.user_agent, binary=chromium_binary, driver_path=chromedriver) as driver:
         # A cookie can only be set for the site the browser is on: open a light page of the host first.
         driver.get(f"{web_url}/robots.txt")
         site = urlsplit(web_url)

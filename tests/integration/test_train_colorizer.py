@@ -1,17 +1,21 @@
 """`train_colorizer` through the real Airflow and the real MLflow server: a short CPU training on the
 newest dataset version ends with a complete MLflow run (params, tags naming the Airflow run and the dataset,
 losses, validation metrics, sample grids, the dataset manifest, the final checkpoint), a checkpoint in
-the lake, and an evaluated, registered model with its promotion decision.
+the lake, and an evaluated, registered model with its promotion decision. The same stack is then looked at
+in headless Chromium: both UIs must show the run and the champion.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from embedded.airflow_api import AirflowClient
+from embedded.ui_check import UICheckFailed, check_uis
 from models.train import latest_checkpoint, load_checkpoint
 from pipelines.catalog import open_catalog
 from pipelines.settings import Settings
@@ -22,6 +26,7 @@ from tests.corpus import color_photo
 pytestmark = pytest.mark.integration
 
 STEPS = 30
+UI_CHECKS = ["airflow-login", "airflow-dags", "airflow-run", "mlflow-runs", "mlflow-registry"]
 
 
 def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> list[str]:
@@ -31,9 +36,15 @@ def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> list[st
     return found
 
 
-def test_a_short_training_run_is_tracked_in_mlflow(
-    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
-) -> None:
+@dataclass(frozen=True)
+class Trained:
+    dataset_version: str
+    run_id: str  # of train_colorizer in Airflow
+
+
+@pytest.fixture(scope="module")
+def trained(airflow: AirflowClient, stack_settings: Settings, photo_folder: Path) -> Trained:
+    """Photos in, through validation and a dataset, to a finished train_colorizer run: once for the module."""
     for seed in range(600, 640):
         (photo_folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed))
     assert airflow.run("ingest_local", {"folder": str(photo_folder), "license": "CC0 1.0"})[1] == "success"
@@ -41,10 +52,15 @@ def test_a_short_training_run_is_tracked_in_mlflow(
     assert airflow.run("build_dataset", {"load_size": 80, "shard_size": 64})[1] == "success"
     version = latest_version(open_catalog(stack_settings))
     assert version
-
     run_id, state = airflow.run("train_colorizer", {"dataset_version": version, "steps": STEPS}, timeout_s=900)
-
     assert state == "success", airflow.task_log("train_colorizer", run_id, "train")
+    return Trained(version, run_id)
+
+
+def test_a_short_training_run_is_tracked_in_mlflow(
+    airflow: AirflowClient, stack_settings: Settings, trained: Trained
+) -> None:
+    run_id, version = trained.run_id, trained.dataset_version
     summary = airflow.xcom("train_colorizer", run_id, "train")
     assert summary["step"] == STEPS
     mlflow = MlflowClient(stack_settings.mlflow_tracking_uri)
@@ -73,3 +89,35 @@ def test_a_short_training_run_is_tracked_in_mlflow(
     after = artifact_paths(mlflow, summary["run_id"])
     assert "panel/comparison.png" in after
     assert any(path.startswith("quality/") and path.endswith("/index.html") for path in after), after
+
+
+def test_the_uis_show_every_dag_the_green_run_its_metrics_and_the_champion(
+    stack_settings: Settings, trained: Trained
+) -> None:
+    screenshots = check_uis(stack_settings, run_id=trained.run_id)
+
+    assert [screenshot.check for screenshot in screenshots] == UI_CHECKS
+    for screenshot in screenshots:
+        assert screenshot.path.parent == stack_settings.home / "screenshots"
+        with Image.open(screenshot.path) as image:
+            assert image.format == "PNG" and image.width >= 1280 and image.height >= 800, screenshot
+            darkest, lightest = image.convert("L").getextrema()
+            assert lightest - darkest > 100, f"{screenshot.path} is nearly one colour"
+
+
+@pytest.mark.parametrize(
+    ("options", "check", "message"),
+    [
+        ({"run_id": "no-such-run"}, "airflow-run", "run no-such-run of train_colorizer: the page shows the error"),
+        ({"alias": "no-such-alias"}, "mlflow-registry", "alias @no-such-alias on a version of model colorizer"),
+    ],
+    ids=["unknown-run", "unknown-alias"],
+)
+def test_a_check_names_what_it_did_not_see_and_keeps_the_screenshot(
+    stack_settings: Settings, trained: Trained, tmp_path: Path, options: dict, check: str, message: str
+) -> None:
+    with pytest.raises(UICheckFailed, match=message) as failure:
+        check_uis(stack_settings, folder=tmp_path, timeout_s=10, **options)
+
+    assert failure.value.check == check
+    assert failure.value.screenshot == tmp_path / f"{check}.png" and failure.value.screenshot.stat().st_size > 0
