@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 BOOTSTRAP := scripts/bootstrap.sh
 
-.PHONY: help bootstrap up down status demo test lint format bench lock
+.PHONY: help bootstrap up down status demo test drills lint format bench lock
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,8 +24,11 @@ status:  ## show the state of each local service
 demo: up  ## run the whole pipeline through Airflow and print a summary; leaves the UIs up
 	$(PY) -m embedded demo
 
-test: bootstrap  ## run every test (starts its own services on free ports)
-	$(PY) -m pytest
+test: bootstrap  ## run every test and the fast drills (starts its own services on free ports)
+	$(PY) -m pytest -m "not slow_drill"
+
+drills: bootstrap  ## run every reliability and security drill; prints the table (.colorflow/drills.md)
+	$(PY) -m pytest tests/drills
 
 lint: bootstrap  ## ruff lint and format check
 	$(PY) -m ruff check .

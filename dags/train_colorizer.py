@@ -59,6 +59,7 @@ def _optional(kind: str, description: str, **bounds: object) -> Param:
         "ngf": _optional("integer", "Generator width", minimum=1),
         "ndf": _optional("integer", "Discriminator width", minimum=1),
         "crop_size": _optional("integer", "Training crop side", minimum=16),
+        "checkpoint_every": _optional("integer", "Steps between checkpoints (a retry resumes there)", minimum=1),
         "resume_run_id": _optional("string", "MLflow run id to resume from its last checkpoint"),
     },
 )

@@ -74,6 +74,15 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self._call("PATCH", f"dags/{dag_id}", json={"is_paused": True})
+
+    def rerun(self, dag_id: str, run_id: str, timeout_s: float = 600) -> str:
+        """Clear every task of a finished run, as "Clear" in the UI does, and wait for it to run again:
+        the same run, so the same interval and params. Returns the new final state."""
+        self._call("POST", f"dags/{dag_id}/dagRuns/{run_id}/clear", json={"dry_run": False})
+        return self.wait_for_run(dag_id, run_id, timeout_s)
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         run = self._call("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
         logger.info("triggered %s run %s", dag_id, run["dag_run_id"])

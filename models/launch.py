@@ -8,6 +8,7 @@ trainer checkpoints before it stops, and its closing summary line comes back as 
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import logging
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TAIL_LINES = 20
+PR_SET_PDEATHSIG = 1  # prctl(2)
+_LIBC = ctypes.CDLL(None)  # loaded here: between fork and exec only the call itself may run
 
 # What a node without a GPU trains: a narrow U-Net on whole photos scaled to 72 px (64 px crops), a few
 # minutes on two cores. Enough to see the pipeline work end to end and the loss fall, not a useful model.
@@ -83,13 +86,27 @@ def command_line(config: TrainConfig, gpus: int) -> list[str]:
     return [*launcher, "-m", "models.train", *arguments]
 
 
+def _stop_with_parent() -> None:
+    """In the trainer, before it starts: SIGTERM it when the task process dies, even by SIGKILL, so that a
+    killed task leaves no orphan training on beside its retry; SIGTERM makes the trainer checkpoint and
+    stop, and the retry resumes from there."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def launch(config: TrainConfig, tags: dict[str, str] | None = None, env: dict[str, str] | None = None) -> dict:
     """Run training to the end; returns the trainer's summary (run id, step, checkpoint, last metrics)."""
     command = command_line(config, visible_gpus())
     logger.info("starting: %s", " ".join(command))
     child_env = {**os.environ, **(env or {}), RUN_TAGS_VARIABLE: json.dumps(tags or {})}
     child = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command,
+        cwd=REPO_ROOT,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        preexec_fn=_stop_with_parent,
     )
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
     tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -140,7 +157,7 @@ def train_for_airflow(context: Any) -> dict:
     return launch(config, tags=tags)
 
 
-TRAINING_PARAMS = ("steps", "batch_size", "lr_g", "lr_d", "ngf", "ndf", "crop_size")
+TRAINING_PARAMS = ("steps", "batch_size", "lr_g", "lr_d", "ngf", "ndf", "crop_size", "checkpoint_every")
 
 
 def git_commit() -> str:

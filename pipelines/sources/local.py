@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import stat
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +36,8 @@ SAMPLE_PHOTOS = frozenset(
         "Minduka_Present_Blue_Pack.png",
     }
 )
+# A larger file is refused unread: even a 16-bit TIFF scan of a large print stays below this.
+MAX_FILE_BYTES = 512 * 1024 * 1024
 # Where each package keeps the sample images it ships, relative to the package folder.
 SAMPLE_PHOTO_FOLDERS = {
     "skimage": "data",
@@ -73,14 +77,33 @@ def photos_to_ingest(folder: str | None = None, settings: Settings | None = None
 
 
 def discover_photos(folders: Iterable[Path]) -> list[Path]:
-    """Image files under `folders` (recursively, by suffix), sorted so every run sees the same order."""
+    """Entries named like images under `folders` (recursively, by suffix), sorted so every run sees the same
+    order. Links and special files are kept: `ingest_files` records why it refuses them, so none goes missing
+    without a trace."""
     photos: set[Path] = set()
     for folder in folders:
         folder = Path(folder).expanduser().resolve()
         if not folder.is_dir():
             raise FileNotFoundError(f"photo folder {folder} does not exist or is not a folder")
-        photos.update(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in PHOTO_SUFFIXES)
+        photos.update(
+            path
+            for path in folder.rglob("*")
+            if path.suffix.lower() in PHOTO_SUFFIXES and (path.is_symlink() or not path.is_dir())
+        )
     return sorted(photos)
+
+
+def _refusal(path: Path) -> str | None:
+    """Why `path` is not read, or None for a regular file of a sane size. Links are never followed: one
+    could pull any file the worker can read (a key, /etc/shadow) into the lake."""
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return f"a symbolic link (to {os.readlink(path)}): links are not followed"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a pipe, socket or device): not read"
+    if info.st_size > MAX_FILE_BYTES:
+        return f"{info.st_size} bytes, over the {MAX_FILE_BYTES} byte limit for one photo"
+    return None
 
 
 def batches(paths: list[Path], batch_size: int) -> list[list[str]]:
@@ -95,16 +118,21 @@ def ingest_files(
 ) -> dict[str, int]:
     """Store each file in the raw zone with a `local` sighting; returns counts for the run's summary.
 
-    The content hash is the source id: a local file has no identity of its own beyond its bytes.
-    An unreadable file is counted and logged, never fatal to the batch.
+    The content hash is the source id: a local file has no identity of its own beyond its bytes. A file
+    that cannot or must not be read is recorded in the catalog's fetch failures with the reason, never fatal
+    to the batch.
     """
     counts: Counter[str] = Counter()
     for path in paths:
         path = Path(path)
         try:
-            data = path.read_bytes()
+            refusal = _refusal(path)
+            data = b"" if refusal else path.read_bytes()
         except OSError as error:
-            logger.error("cannot read %s: %s", path, error)
+            refusal = f"cannot read: {error.strerror or error}"
+        if refusal:
+            logger.error("skipping %s: %s", path, refusal)
+            catalog.add_fetch_failure(SOURCE, str(path), path.absolute().as_uri(), refusal, run_id)
             counts["unreadable"] += 1
             continue
         digest = content_digest(data)

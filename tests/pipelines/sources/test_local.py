@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from pipelines.catalog import Catalog, Sighting
+from pipelines.catalog import Catalog, FetchFailure, Sighting
 from pipelines.catalog import Image as ImageRow
 from pipelines.settings import Settings
 from pipelines.sources.local import (
@@ -79,3 +80,31 @@ def test_ingest_counts_duplicates_and_unreadable_files(tmp_path: Path) -> None:
     again = ingest_files(offered, store, catalog, run_id="run-2")
     assert again == {"offered": 4, "objects_written": 0, "images_added": 0, "sightings_added": 0, "unreadable": 1}
     assert len(list(store.list("raw/"))) == 3
+
+
+def test_links_special_and_oversized_files_are_refused_with_a_recorded_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(tmp_path / "lake")
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    catalog.migrate()
+    folder = tmp_path / "in"
+    photo = write_photo(folder / "photo.jpg", "red")
+    secret = tmp_path / "secret.key"
+    secret.write_text("do not ingest me")
+    (folder / "passwd.jpg").symlink_to(secret)
+    (folder / "inside-link.jpg").symlink_to(photo)
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "huge.jpg").write_bytes(b"\xff\xd8" + bytes(2048))
+    monkeypatch.setattr("pipelines.sources.local.MAX_FILE_BYTES", 1024)
+
+    found = discover_photos([folder])
+    counts = ingest_files(found, store, catalog, run_id="run-1")
+
+    assert [path.name for path in found] == ["huge.jpg", "inside-link.jpg", "passwd.jpg", "photo.jpg", "pipe.jpg"]
+    assert counts["offered"] == 1 and counts["unreadable"] == 4
+    with catalog.session() as session:
+        reasons = {Path(row.source_id).name: row.reason for row in session.query(FetchFailure)}
+    assert "symbolic link" in reasons["passwd.jpg"] and "symbolic link" in reasons["inside-link.jpg"]
+    assert "not a regular file" in reasons["pipe.jpg"] and "over the 1024 byte limit" in reasons["huge.jpg"]
+    assert not any(b"do not ingest me" in store.get(key) for key in store.list("raw/"))

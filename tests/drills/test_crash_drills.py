@@ -1,0 +1,211 @@
+"""Crash safety: Airflow tasks killed with SIGKILL in the middle of their work (an upload, a shard write,
+catalog writes, training) leave nothing partial where a reader could see it, and their retry completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from embedded.airflow_api import AirflowClient
+from models.launch import CPU_PROFILE
+from models.train import latest_checkpoint, load_checkpoint
+from pipelines.catalog import DatasetMember, Image, QualityResult, open_catalog
+from pipelines.settings import Settings
+from pipelines.shards import latest_version, load_manifest
+from pipelines.storage import open_store
+from tests.drills.audit import kill_task_while_running, lake_problems
+
+pytestmark = [pytest.mark.integration]
+
+PHOTOS = 60
+
+
+def textured_photo(seed: int, size: tuple[int, int] = (1600, 1200)) -> bytes:
+    """A colorful photo with fine grain, so each one is a sizeable upload (about 1 MB)."""
+    rng = np.random.default_rng(seed)
+    base = PILImage.fromarray(rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)).resize(
+        size, PILImage.Resampling.BICUBIC
+    )
+    grain = rng.normal(0, 12, size=(size[1], size[0], 3))
+    pixels = np.clip(np.asarray(base, dtype=np.float32) + grain, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def staging_busy(settings: Settings) -> bool:
+    """A file store write is in flight: its bytes are being staged, not yet published."""
+    staging = Path(settings.lake_url.removeprefix("file://")) / ".staging"
+    return staging.is_dir() and any(staging.iterdir())
+
+
+def final_try(airflow: AirflowClient, dag_id: str, run_id: str, killed: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        task
+        for task in airflow.task_instances(dag_id, run_id)
+        if task["task_id"] == killed["task_id"] and task["map_index"] == killed["map_index"]
+    )
+
+
+@pytest.fixture(scope="module")
+def drill_photos(photo_folder: Path) -> dict[str, Path]:
+    """The drill's photos by sha256: new to the stack, so that every one of them has to be uploaded."""
+    photos = {}
+    for seed in range(9000, 9000 + PHOTOS):
+        data = textured_photo(seed)
+        path = photo_folder / f"drill-{seed}.jpg"
+        path.write_bytes(data)
+        photos[hashlib.sha256(data).hexdigest()] = path
+    return photos
+
+
+@pytest.mark.drill("crash: upload", "SIGKILL of ingest_local.store while an object is being written")
+def test_a_task_killed_mid_upload_leaves_no_partial_object_and_its_retry_stores_everything(
+    airflow: AirflowClient,
+    stack_settings: Settings,
+    photo_folder: Path,
+    drill_photos: dict[str, Path],
+    drill_report: dict,
+) -> None:
+    airflow.wait_for_dag("ingest_local")
+    airflow.unpause("ingest_local")
+    run_id = airflow.trigger("ingest_local", {"folder": str(photo_folder), "batch_size": 1000})
+
+    lake = Path(stack_settings.lake_url.removeprefix("file://"))
+
+    def some_stored() -> bool:
+        return any((lake / "raw" / sha[:2] / f"{sha}.jpg").exists() for sha in drill_photos)
+
+    killed = kill_task_while_running(airflow, "ingest_local", run_id, "store", after_s=0, ready=some_stored)
+
+    assert airflow.wait_for_run("ingest_local", run_id, timeout_s=600) == "success"
+    assert final_try(airflow, "ingest_local", run_id, killed)["try_number"] == 2, "the killed try was retried"
+    assert lake_problems(stack_settings) == []
+    store = open_store(settings=stack_settings)
+    with open_catalog(stack_settings).session() as session:
+        stored = set(session.scalars(select(Image.sha256).where(Image.sha256.in_(list(drill_photos)))))
+    lost = [sha for sha in drill_photos if sha not in stored or not store.exists(f"raw/{sha[:2]}/{sha}.jpg")]
+    drill_report.update(
+        outcome=f"retry stored all {len(drill_photos)} photos, no partial object", objects_lost=len(lost)
+    )
+    assert lost == []
+
+
+@pytest.mark.drill("crash: catalog writes", "SIGKILL of validate_images.validate while verdicts are written")
+def test_a_task_killed_mid_validation_leaves_whole_verdicts_and_its_retry_judges_the_rest(
+    airflow: AirflowClient, stack_settings: Settings, drill_photos: dict[str, Path], drill_report: dict
+) -> None:
+    catalog = open_catalog(stack_settings)
+
+    def some_judged() -> bool:
+        with catalog.session() as session:
+            judged = select(func.count()).select_from(Image).where(Image.sha256.in_(list(drill_photos)))
+            return session.scalar(judged.where(Image.status != "pending")) > 0
+
+    airflow.wait_for_dag("validate_images")
+    airflow.unpause("validate_images")
+    run_id = airflow.trigger("validate_images")
+    killed = kill_task_while_running(airflow, "validate_images", run_id, "validate", after_s=0, ready=some_judged)
+
+    assert airflow.wait_for_run("validate_images", run_id, timeout_s=600) == "success"
+    assert final_try(airflow, "validate_images", run_id, killed)["try_number"] >= 2
+    with catalog.session() as session:
+        pending = session.scalar(
+            select(func.count())
+            .select_from(Image)
+            .where(Image.sha256.in_(list(drill_photos)), Image.status == "pending")
+        )
+        repeated = session.execute(
+            select(QualityResult.run_id, QualityResult.image_sha256, QualityResult.check)
+            .group_by(QualityResult.run_id, QualityResult.image_sha256, QualityResult.check)
+            .having(func.count() > 1)
+        ).all()
+    drill_report.update(outcome="retry judged every image once, no duplicate results", objects_lost=pending)
+    assert pending == 0 and repeated == []
+    assert lake_problems(stack_settings) == []
+
+
+@pytest.mark.drill("crash: shard write", "SIGKILL of build_dataset.write_shards while a shard is being written")
+def test_a_build_killed_mid_shard_publishes_nothing_partial_and_its_retry_completes(
+    airflow: AirflowClient, stack_settings: Settings, drill_photos: dict[str, Path], drill_report: dict
+) -> None:
+    conf = {"sources": ["local"], "load_size": 286, "shard_size": 200}
+    catalog = open_catalog(stack_settings)
+    before = latest_version(catalog)
+    airflow.wait_for_dag("build_dataset")
+    airflow.unpause("build_dataset")
+    run_id = airflow.trigger("build_dataset", conf)
+    killed = kill_task_while_running(
+        airflow, "build_dataset", run_id, "write_shards", after_s=0, ready=lambda: staging_busy(stack_settings)
+    )
+    assert latest_version(catalog) == before, "no version is visible while its shards are being rewritten"
+
+    assert airflow.wait_for_run("build_dataset", run_id, timeout_s=600) == "success"
+    assert final_try(airflow, "build_dataset", run_id, killed)["try_number"] == 2
+    version = latest_version(catalog)
+    manifest = load_manifest(open_store(settings=stack_settings), version)
+    with catalog.session() as session:
+        members = set(session.scalars(select(DatasetMember.image_sha256).where(DatasetMember.version == version)))
+        accepted = set(
+            session.scalars(
+                select(Image.sha256).where(Image.sha256.in_(list(drill_photos)), Image.status == "accepted")
+            )
+        )
+    lost = accepted - members
+    drill_report.update(
+        outcome=f"retry published {version} ({manifest['sample_count']} samples)", objects_lost=len(lost)
+    )
+    assert lake_problems(stack_settings) == []
+    assert accepted and not lost
+
+
+@pytest.mark.drill("crash: training", "SIGKILL of train_colorizer.train after its first checkpoint")
+def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
+    airflow: AirflowClient, stack_settings: Settings, drill_report: dict
+) -> None:
+    store = open_store(settings=stack_settings)
+    steps, every = 40, 10
+    airflow.wait_for_dag("train_colorizer")
+    airflow.unpause("train_colorizer")
+    run_id = airflow.trigger("train_colorizer", {"steps": steps, "checkpoint_every": every})
+    mlflow = MlflowClient(stack_settings.mlflow_tracking_uri)
+
+    def checkpointed() -> bool:
+        runs = mlflow.search_runs(
+            mlflow.get_experiment_by_name("colorizer").experiment_id,
+            filter_string=f"tags.airflow_run_id = '{run_id}'",
+        )
+        return bool(runs) and latest_checkpoint(store, runs[0].info.run_id) is not None
+
+    killed = kill_task_while_running(airflow, "train_colorizer", run_id, "train", after_s=0, ready=checkpointed)
+    resumed_from = time.monotonic()
+
+    assert airflow.wait_for_run("train_colorizer", run_id, timeout_s=900) == "success"
+    assert final_try(airflow, "train_colorizer", run_id, killed)["try_number"] == 2
+    summary = airflow.xcom("train_colorizer", run_id, "train")
+    runs = mlflow.search_runs(
+        mlflow.get_experiment_by_name("colorizer").experiment_id, filter_string=f"tags.airflow_run_id = '{run_id}'"
+    )
+    assert [run.info.run_id for run in runs] == [summary["run_id"]], "the retry went on with the same MLflow run"
+    log = airflow.task_log("train_colorizer", run_id, "train", try_number=2)
+    assert f"resumes run {summary['run_id']}" in log
+    assert load_checkpoint(store, latest_checkpoint(store, summary["run_id"]))["position"]["step"] == steps
+    logged = {point.step for point in mlflow.get_metric_history(summary["run_id"], "loss_g_l1")}
+    every_log = CPU_PROFILE["log_every"]
+    gaps = [step for step in [*range(every_log, steps, every_log), steps] if step not in logged]
+    drill_report.update(
+        outcome=f"retry resumed run {summary['run_id'][:8]} from its checkpoint to step {steps} "
+        f"({time.monotonic() - resumed_from:.0f} s)",
+        objects_lost=len(gaps),
+    )
+    assert gaps == []

@@ -1,0 +1,94 @@
+"""Idempotency: every DAG run again for the same interval (the same run cleared and rerun, as "Clear" in the
+UI does) leaves the lake's objects and the catalog's rows exactly as the first run left them.
+
+Training is the exception by design: a rerun of `train_colorizer` resumes its MLflow run from the last
+checkpoint and registers the model again, which `tests/integration/test_train_colorizer.py` covers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedded.airflow_api import AirflowClient
+from pipelines.settings import Settings
+from tests.corpus import color_photo
+from tests.drills.audit import PER_RUN_PREFIXES, catalog_rows, lake_objects, lake_problems
+
+pytestmark = [pytest.mark.integration]
+
+FOLLOWERS = ("validate_images", "build_dataset", "train_colorizer")
+SLOW = pytest.mark.slow_drill
+
+
+def lake_state(settings: Settings) -> dict[str, str]:
+    return {key: digest for key, digest in lake_objects(settings).items() if not key.startswith(PER_RUN_PREFIXES)}
+
+
+@pytest.fixture(scope="module")
+def own_photos() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="colorflow-idempotency-"))
+    folder.chmod(0o755)
+    for seed in range(9500, 9512):
+        (folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed, size=(320, 240)))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def dag_conf(dag_id: str, photos: Path) -> dict:
+    return {
+        "ingest_local": {"folder": str(photos)},
+        "ingest_unsplash": {"limit": 10},
+        "ingest_flickr": {"limit": 10},
+        "ingest_instagram": {"hashtags": ["cat"], "limit": 10},
+        "ingest_imagenet": {"max_images": 10},
+        "ingest_coco": {"max_images": 10},
+        "ingest_kaggle": {"max_images": 10},
+        "validate_images": {},
+        "build_dataset": {"sources": ["local"], "load_size": 64, "shard_size": 16},
+    }[dag_id]
+
+
+@pytest.mark.drill("idempotency", "every DAG's run cleared and run again for the same interval")
+@pytest.mark.parametrize(
+    "dag_id",
+    [
+        "ingest_local",
+        pytest.param("ingest_unsplash", marks=SLOW),
+        pytest.param("ingest_flickr", marks=SLOW),
+        pytest.param("ingest_instagram", marks=SLOW),
+        pytest.param("ingest_imagenet", marks=SLOW),
+        pytest.param("ingest_coco", marks=SLOW),
+        pytest.param("ingest_kaggle", marks=SLOW),
+        "validate_images",
+        "build_dataset",
+    ],
+)
+def test_a_rerun_of_the_same_interval_changes_nothing(
+    airflow: AirflowClient, stack_settings: Settings, own_photos: Path, dag_id: str, drill_report: dict
+) -> None:
+    for follower in FOLLOWERS:  # nothing but the DAG under test may write between the two snapshots
+        airflow.wait_for_dag(follower)
+        if follower != dag_id:
+            airflow.pause(follower)
+    run_id, state = airflow.run(dag_id, dag_conf(dag_id, own_photos))
+    assert state == "success"
+    objects, rows = lake_state(stack_settings), catalog_rows(stack_settings)
+
+    assert airflow.rerun(dag_id, run_id) == "success"
+
+    objects_again, rows_again = lake_state(stack_settings), catalog_rows(stack_settings)
+    changed_objects = sorted(set(objects.items()) ^ set(objects_again.items()))
+    changed_rows = {table: set(rows[table]) ^ set(rows_again[table]) for table in rows}
+    changed_rows = {table: sorted(diff)[:3] for table, diff in changed_rows.items() if diff}
+    lost = len(set(objects) - set(objects_again))
+    drill_report.update(
+        outcome=f"{dag_id}: {len(objects)} objects and {sum(map(len, rows.values()))} rows identical after rerun",
+        objects_lost=lost,
+    )
+    assert changed_objects == [] and changed_rows == {}, (changed_objects[:5], changed_rows)
+    assert lake_problems(stack_settings) == []
