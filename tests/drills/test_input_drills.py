@@ -18,7 +18,7 @@ from pipelines.catalog import FetchFailure, Image, open_catalog
 from pipelines.raw_zone import content_digest
 from pipelines.settings import Settings
 from pipelines.sources.local import MAX_FILE_BYTES, discover_photos
-from tests.corpus import tricky_corpus
+from tests.corpus import color_photo, tricky_corpus
 
 pytestmark = [pytest.mark.integration]
 
@@ -27,14 +27,17 @@ pytestmark = [pytest.mark.integration]
 def hostile_folder() -> Iterator[Path]:
     """The tricky corpus (broken, disguised, bombs, odd formats) plus what a file system can hold against us:
     a link to a secret outside the folder, a link to a photo inside it, a pipe that would block a reader
-    forever, and a sparse file bigger than any photo."""
+    forever, and a sparse file bigger than any photo. Among ordinary photos, as it arrives in production:
+    a batch made mostly of broken files fails validation on purpose, as a sign that a source changed."""
     folder = Path(tempfile.mkdtemp(prefix="colorflow-hostile-"))
     folder.chmod(0o755)
-    tricky_corpus(folder)
+    tricky_corpus(folder / "corpus")
+    for seed in range(9600, 9640):
+        (folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed))
     outside = Path(tempfile.mkdtemp(prefix="colorflow-outside-"))
     (outside / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY----- drill")
     (folder / "key.jpg").symlink_to(outside / "id_rsa")
-    (folder / "again.jpg").symlink_to(folder / "photo.jpg")
+    (folder / "again.jpg").symlink_to(folder / "photo-9600.jpg")
     os.mkfifo(folder / "pipe.jpg")
     with (folder / "huge.tif").open("wb") as sparse:
         sparse.truncate(MAX_FILE_BYTES + 1)
