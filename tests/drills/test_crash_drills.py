@@ -169,6 +169,7 @@ def test_a_build_killed_mid_shard_publishes_nothing_partial_and_its_retry_comple
     assert accepted and not lost
 
 
+@pytest.mark.slow_drill
 @pytest.mark.drill("crash: training", "SIGKILL of train_colorizer.train after its first checkpoint")
 def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
     airflow: AirflowClient,
@@ -184,7 +185,7 @@ def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
         assert airflow.run("build_dataset", {"sources": ["local"], "load_size": 80})[1] == "success"
         version = latest_version(open_catalog(stack_settings))
     store = open_store(settings=stack_settings)
-    steps, every = 40, 10
+    steps, every = 300, 10  # long enough on two cores that the kill lands mid-run
     airflow.wait_for_dag("train_colorizer")
     airflow.unpause("train_colorizer")
     run_id = airflow.trigger("train_colorizer", {"dataset_version": version, "steps": steps, "checkpoint_every": every})

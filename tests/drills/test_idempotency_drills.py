@@ -64,7 +64,7 @@ def dag_conf(dag_id: str, photos: Path) -> dict:
         pytest.param("ingest_imagenet", marks=SLOW),
         pytest.param("ingest_coco", marks=SLOW),
         pytest.param("ingest_kaggle", marks=SLOW),
-        "validate_images",
+        pytest.param("validate_images", marks=SLOW),
         "build_dataset",
     ],
 )

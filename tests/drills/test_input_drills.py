@@ -46,6 +46,7 @@ def hostile_folder() -> Iterator[Path]:
     shutil.rmtree(outside, ignore_errors=True)
 
 
+@pytest.mark.slow_drill
 @pytest.mark.drill("hostile input", "tricky corpus, links out of the folder, a pipe, a 512 MB sparse file")
 def test_every_hostile_file_is_accounted_for_and_nothing_crashes(
     airflow: AirflowClient, stack_settings: Settings, hostile_folder: Path, drill_report: dict
