@@ -63,7 +63,7 @@ def test_every_hostile_file_is_accounted_for_and_nothing_crashes(
             Path(row.source_id): row.reason
             for row in session.scalars(select(FetchFailure).where(FetchFailure.run_id == ingest))
         }
-        verdicts = dict(session.execute(select(Image.sha256, Image.status)))
+        verdicts = {sha256: status for sha256, status in session.execute(select(Image.sha256, Image.status))}
     judged, unaccounted = 0, []
     for path in entries:
         if path in refused:
