@@ -205,11 +205,15 @@ class AirflowClient:
         with contextlib.suppress(AirflowError):
             self._call("DELETE", f"connections/{connection_id}")
 
-    def run(self, dag_id: str, conf: dict[str, Any] | None = None, timeout_s: float = 600) -> tuple[str, str]:
-        """Trigger `dag_id` (unpausing it) and wait for the run to end: (run id, final state)."""
+    def start(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Trigger `dag_id` once it is parsed, unpausing it (a paused DAG's runs stay queued); the run id."""
         self.wait_for_dag(dag_id)
         self.unpause(dag_id)
-        run_id = self.trigger(dag_id, conf)
+        return self.trigger(dag_id, conf)
+
+    def run(self, dag_id: str, conf: dict[str, Any] | None = None, timeout_s: float = 600) -> tuple[str, str]:
+        """Trigger `dag_id` (unpausing it) and wait for the run to end: (run id, final state)."""
+        run_id = self.start(dag_id, conf)
         return run_id, self.wait_for_run(dag_id, run_id, timeout_s)
 
     def asset_events(self, **filters: Any) -> list[dict[str, Any]]:

@@ -18,8 +18,9 @@ import requests
 
 from embedded import postgres, services
 from embedded.airflow_api import AirflowClient
-from embedded.ports import free_port, running_server
+from embedded.ports import running_server
 from pipelines.settings import Settings
+from tests.stacks import private_stack_settings
 
 # Airflow reads its configuration at import: give the test process a private, example-free home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="colorflow-airflow-home-"))
@@ -97,18 +98,8 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
-    # Not under pytest's private temporary folder: the PostgreSQL server runs as its own user and must
-    # be able to reach its data folder inside this home.
-    home = Path(tempfile.mkdtemp(prefix="colorflow-stack-"))
-    home.chmod(0o755)
-    settings = Settings(
-        home=home,
-        airflow_port=free_port(),
-        mlflow_port=free_port(),
-        sandbox_port=free_port(),
-        postgres_port=free_port(),
-        airflow_password="test",
-    )
+    settings = private_stack_settings("colorflow-stack-")
+    home = settings.home
     services.up(settings)
     try:
         yield settings

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from embedded.airflow_api import AirflowClient
 from models.launch import CPU_PROFILE
+from models.tracking import EXPERIMENT, run_tagged
 from models.train import latest_checkpoint, load_checkpoint
 from pipelines.catalog import DatasetMember, Image, QualityResult, open_catalog
 from pipelines.settings import Settings
@@ -77,9 +78,7 @@ def test_a_task_killed_mid_upload_leaves_no_partial_object_and_its_retry_stores_
     drill_photos: dict[str, Path],
     drill_report: dict,
 ) -> None:
-    airflow.wait_for_dag("ingest_local")
-    airflow.unpause("ingest_local")
-    run_id = airflow.trigger("ingest_local", {"folder": str(photo_folder), "batch_size": 1000})
+    run_id = airflow.start("ingest_local", {"folder": str(photo_folder), "batch_size": 1000})
 
     lake = Path(stack_settings.lake_url.removeprefix("file://"))
 
@@ -112,9 +111,7 @@ def test_a_task_killed_mid_validation_leaves_whole_verdicts_and_its_retry_judges
             judged = select(func.count()).select_from(Image).where(Image.sha256.in_(list(drill_photos)))
             return session.scalar(judged.where(Image.status != "pending")) > 0
 
-    airflow.wait_for_dag("validate_images")
-    airflow.unpause("validate_images")
-    run_id = airflow.trigger("validate_images")
+    run_id = airflow.start("validate_images")
     killed = kill_task_while_running(airflow, "validate_images", run_id, "validate", after_s=0, ready=some_judged)
 
     assert airflow.wait_for_run("validate_images", run_id, timeout_s=600) == "success"
@@ -142,9 +139,7 @@ def test_a_build_killed_mid_shard_publishes_nothing_partial_and_its_retry_comple
     conf = {"sources": ["local"], "load_size": 286, "shard_size": 200}
     catalog = open_catalog(stack_settings)
     before = latest_version(catalog)
-    airflow.wait_for_dag("build_dataset")
-    airflow.unpause("build_dataset")
-    run_id = airflow.trigger("build_dataset", conf)
+    run_id = airflow.start("build_dataset", conf)
     killed = kill_task_while_running(
         airflow, "build_dataset", run_id, "write_shards", after_s=0, ready=lambda: staging_busy(stack_settings)
     )
@@ -186,17 +181,12 @@ def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
         version = latest_version(open_catalog(stack_settings))
     store = open_store(settings=stack_settings)
     steps, every = 300, 10  # long enough on two cores that the kill lands mid-run
-    airflow.wait_for_dag("train_colorizer")
-    airflow.unpause("train_colorizer")
-    run_id = airflow.trigger("train_colorizer", {"dataset_version": version, "steps": steps, "checkpoint_every": every})
+    run_id = airflow.start("train_colorizer", {"dataset_version": version, "steps": steps, "checkpoint_every": every})
     mlflow = MlflowClient(stack_settings.mlflow_tracking_uri)
 
     def checkpointed() -> bool:
-        experiment = mlflow.get_experiment_by_name("colorizer")
-        if experiment is None:
-            return False
-        runs = mlflow.search_runs(experiment.experiment_id, filter_string=f"tags.airflow_run_id = '{run_id}'")
-        return bool(runs) and latest_checkpoint(store, runs[0].info.run_id) is not None
+        training = run_tagged(stack_settings.mlflow_tracking_uri, EXPERIMENT, {"airflow_run_id": run_id})
+        return bool(training) and latest_checkpoint(store, training) is not None
 
     killed = kill_task_while_running(airflow, "train_colorizer", run_id, "train", after_s=0, ready=checkpointed)
     resumed_from = time.monotonic()
@@ -205,7 +195,7 @@ def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
     assert final_try(airflow, "train_colorizer", run_id, killed)["try_number"] == 2
     summary = airflow.xcom("train_colorizer", run_id, "train")
     runs = mlflow.search_runs(
-        mlflow.get_experiment_by_name("colorizer").experiment_id, filter_string=f"tags.airflow_run_id = '{run_id}'"
+        [mlflow.get_experiment_by_name(EXPERIMENT).experiment_id], filter_string=f"tags.airflow_run_id = '{run_id}'"
     )
     assert [run.info.run_id for run in runs] == [summary["run_id"]], "the retry went on with the same MLflow run"
     log = airflow.task_log("train_colorizer", run_id, "train", try_number=2)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from embedded.airflow_api import AirflowClient
 from embedded.ports import free_port
 from embedded.supervisor import Service, Supervisor
 from models.launch import CPU_PROFILE
+from models.tracking import EXPERIMENT, run_tagged
 from pipelines.catalog import Image, Sighting, open_catalog
 from pipelines.settings import Settings
 from pipelines.shards import latest_version
@@ -39,6 +39,7 @@ from tests.alert_receivers import Receivers, alert_receivers
 from tests.corpus import color_photo
 from tests.drills.audit import lake_problems
 from tests.drills.outage import Outage
+from tests.stacks import private_stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow_drill]
 
@@ -57,13 +58,18 @@ class FaultStack:
 
 @pytest.fixture(scope="module")
 def fault_stack(s3_endpoint: str) -> Iterator[FaultStack]:
-    home = Path(tempfile.mkdtemp(prefix="colorflow-faults-"))
-    home.chmod(0o755)
     s3 = Outage(urlsplit(s3_endpoint).port)
     s3.restore()
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
-    keeper = Supervisor(home / "run", home / "logs")
     catalog_port = free_port()
+    settings = private_stack_settings(
+        "colorflow-faults-",
+        lake_url=f"s3://{BUCKET}/lake",
+        s3_endpoint_url=s3.url,
+        catalog_url=postgres.url(catalog_port),
+    )
+    home = settings.home
+    keeper = Supervisor(home / "run", home / "logs")
     postgres.prepare_cluster(home / "catalog-postgres", durable=False)
     catalog_server = Service(
         name="catalog-postgres",
@@ -72,17 +78,6 @@ def fault_stack(s3_endpoint: str) -> Iterator[FaultStack]:
         probe=lambda: postgres.is_ready(catalog_port),
     )
     keeper.start(catalog_server)
-    settings = Settings(
-        home=home,
-        airflow_port=free_port(),
-        mlflow_port=free_port(),
-        sandbox_port=free_port(),
-        postgres_port=free_port(),
-        airflow_password="test",
-        lake_url=f"s3://{BUCKET}/lake",
-        s3_endpoint_url=s3.url,
-        catalog_url=postgres.url(catalog_port),
-    )
     services.up(settings)
     airflow = AirflowClient(settings.airflow_url, settings.airflow_username, settings.airflow_password)
     try:
@@ -156,7 +151,7 @@ def test_a_catalog_restart_mid_run_loses_and_doubles_nothing(fault_stack: FaultS
     airflow, settings, keeper = fault_stack.airflow, fault_stack.settings, fault_stack.keeper
     photos = photo_folder(settings.home, "catalog-restart", range(9800, 9880))
     folder = next(iter(photos.values())).parent
-    run_id = airflow.trigger("ingest_local", {"folder": str(folder), "batch_size": 1000})
+    run_id = airflow.start("ingest_local", {"folder": str(folder), "batch_size": 1000})
 
     def some_stored() -> bool:
         with open_catalog(settings).session() as session:
@@ -189,17 +184,12 @@ def test_training_rides_out_an_mlflow_restart_with_no_gap(fault_stack: FaultStac
     assert airflow.run("build_dataset", {"load_size": 80, "shard_size": 16})[1] == "success"
     version = latest_version(open_catalog(settings))
     steps = 100
-    airflow.wait_for_dag("train_colorizer")
-    airflow.unpause("train_colorizer")
-    run_id = airflow.trigger("train_colorizer", {"dataset_version": version, "steps": steps})
+    run_id = airflow.start("train_colorizer", {"dataset_version": version, "steps": steps})
     mlflow = MlflowClient(settings.mlflow_tracking_uri)
 
     def training_logged() -> bool:
-        experiment = mlflow.get_experiment_by_name("colorizer")
-        if experiment is None:
-            return False
-        runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.airflow_run_id = '{run_id}'")
-        return bool(runs) and bool(mlflow.get_metric_history(runs[0].info.run_id, "loss_g_l1"))
+        training = run_tagged(settings.mlflow_tracking_uri, EXPERIMENT, {"airflow_run_id": run_id})
+        return bool(training) and bool(mlflow.get_metric_history(training, "loss_g_l1"))
 
     deadline = time.monotonic() + 600
     while not training_logged() and time.monotonic() < deadline:
