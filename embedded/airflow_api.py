@@ -171,6 +171,12 @@ class AirflowClient:
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._call("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"]
 
+    def fail_run(self, dag_id: str, run_id: str) -> None:
+        """Mark an unfinished run failed, as "Mark as failed" in the UI does: its running tasks are stopped
+        and nothing more of it is scheduled. A finished run is left as it is."""
+        if self.run_state(dag_id, run_id) not in FINISHED_STATES:
+            self._call("PATCH", f"dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600) -> str:
         """Poll until the run finishes; returns its final state."""
         deadline = time.monotonic() + timeout_s

@@ -426,7 +426,7 @@ def latest_checkpoint(store: ObjectStore, run_id: str) -> str:
     """The key of a run's newest checkpoint; a clear error when the run never wrote one."""
     pointer = f"{checkpoint_prefix(run_id)}latest.json"
     if not store.exists(pointer):
-        raise FileNotFoundError(f"run {run_id} has no checkpoint under {store.uri(checkpoint_prefix(run_id))}")
+        raise FileNotFoundError(f"run {run_id} has no checkpoint: {store.uri(pointer)} does not exist")
     return json.loads(store.get(pointer))["key"]
 
 

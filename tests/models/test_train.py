@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 from models.launch import command_line
@@ -93,3 +94,9 @@ def test_two_ddp_processes_train_together(
     assert all(summary["step"] == 4 for summary in summaries)
     store = FileStore(Path(lake_url.removeprefix("file://")))
     assert load_checkpoint(store, latest_checkpoint(store, summaries[0]["run_id"]))["position"]["step"] == 4
+
+
+def test_a_run_without_checkpoints_is_named_in_the_error(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"run 0123abcd has no checkpoint: file://.*/checkpoints/0123abcd/latest"):
+        latest_checkpoint(store, "0123abcd")
