@@ -98,5 +98,7 @@ def test_two_ddp_processes_train_together(
 
 def test_a_run_without_checkpoints_is_named_in_the_error(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"run 0123abcd has no checkpoint: file://.*/checkpoints/0123abcd/latest"):
+    with pytest.raises(
+        FileNotFoundError, match=r"run 0123abcd has no checkpoint: file://.*/checkpoints/0123abcd/latest"
+    ):
         latest_checkpoint(store, "0123abcd")
