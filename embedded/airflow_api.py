@@ -88,8 +88,10 @@ class AirflowClient:
         logger.info("triggered %s run %s", dag_id, run["dag_run_id"])
         return run["dag_run_id"]
 
-    def backfill(self, dag_id: str, from_date: datetime, to_date: datetime) -> dict[str, Any]:
-        """Create a backfill (the scheduler runs it); returns the backfill record.
+    def backfill(
+        self, dag_id: str, from_date: datetime, to_date: datetime, conf: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create a backfill (the scheduler runs it), its runs with params `conf`; returns the backfill record.
 
         Airflow allows one running backfill per DAG: one already running for the same days is returned
         as it is (a create retried after a lock may have gone through), another is waited for first.
@@ -101,6 +103,7 @@ class AirflowClient:
             "from_date": from_date.isoformat(),
             "to_date": to_date.isoformat(),
             "reprocess_behavior": "completed",
+            "dag_run_conf": conf or {},
         }
         for _ in range(LOCKED_RETRIES):
             running = [

@@ -132,12 +132,17 @@ class _EarlyWriteback(io.RawIOBase):
 
 
 class FileStore(ObjectStore):
-    """Objects as files under a root folder; writes are staged in `<root>/.staging/` then renamed."""
+    """Objects as files under a root folder; writes are staged in `<root>/.staging/` then renamed.
+
+    A staged file is named after the process writing it. A writer killed outright (SIGKILL, out of memory)
+    leaves its file behind, invisible to readers; the next store of that lake to write removes the files
+    of writers that are gone, so crashes do not slowly fill the disk."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.url = self.root.as_uri()
         self._staging = self.root / ".staging"
+        self._swept = False
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
@@ -155,7 +160,9 @@ class FileStore(ObjectStore):
     def open_write(self, key: str) -> Iterator[BinaryIO]:
         target = self._path(key)
         self._staging.mkdir(parents=True, exist_ok=True)
-        staged = self._staging / f"{uuid.uuid4().hex}.part"
+        if not self._swept:
+            self._sweep_staging()
+        staged = self._staging / f"{os.getpid()}-{uuid.uuid4().hex}.part"
         try:
             with staged.open("wb") as sink:
                 yield _EarlyWriteback(sink)
@@ -165,6 +172,15 @@ class FileStore(ObjectStore):
             os.replace(staged, target)
         finally:
             staged.unlink(missing_ok=True)
+
+    def _sweep_staging(self) -> None:
+        """Remove what writers that no longer run left staged (on this host: the lake is a local folder)."""
+        self._swept = True
+        for staged in self._staging.glob("*.part"):
+            writer = staged.name.split("-", 1)[0]
+            if writer.isdigit() and not _process_alive(int(writer)):
+                staged.unlink(missing_ok=True)
+                logger.info("removed %s, left staged by process %s that ended mid-write", staged.name, writer)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -194,6 +210,16 @@ class FileStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 class _MultipartWriter(io.RawIOBase):

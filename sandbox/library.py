@@ -1,6 +1,7 @@
 """The photographs every sandbox service serves: real color photos shipped inside pip packages
 (scikit-image, scikit-learn, matplotlib), and deterministic variants of them (crops, mirror images,
-hue turns), a few hundred distinct images in all.
+hue turns), a few hundred distinct images in all; `COLORFLOW_SANDBOX_VARIANTS` asks for more variants of each
+(load drills use thousands).
 
 Each photo also carries the metadata a photo service would hold: keywords to search by, an author, a
 license id, and a creation time. Creation times fall in the days before the library's anchor date
@@ -35,6 +36,8 @@ BASE_PHOTOS: dict[str, tuple[str, ...]] = {
 }
 COMMON_KEYWORDS = ("color", "photo")
 VARIANTS_PER_BASE = 40
+# The crop, mirror and hue recipe repeats after this many variants; each further round crops a little tighter.
+VARIANT_CYCLE = 110
 DAYS_SPANNED = 30
 SERVED_LONG_SIDE = 640
 AUTHORS = (
@@ -74,7 +77,8 @@ def _variant_of(image: Image.Image, variant: int) -> Image.Image:
     """A deterministic, visibly different take on `image`: crop window, mirror and hue turn by number."""
     width, height = image.size
     scale = 0.55 + 0.40 * ((variant * 7) % 10) / 9  # crop covers 55% to 95% of each side
-    crop_w, crop_h = max(16, int(width * scale)), max(16, int(height * scale))
+    tighter = 2 * (variant // VARIANT_CYCLE)
+    crop_w, crop_h = max(16, int(width * scale) - tighter), max(16, int(height * scale) - tighter)
     left = ((variant * 37) % 11) * (width - crop_w) // 10
     top = ((variant * 53) % 11) * (height - crop_h) // 10
     result = image.crop((left, top, left + crop_w, top + crop_h))
@@ -95,6 +99,7 @@ class PhotoLibrary:
     def __init__(self, anchor: date | None = None) -> None:
         pinned = os.environ.get("COLORFLOW_SANDBOX_ANCHOR_DATE")
         self.anchor = anchor or (date.fromisoformat(pinned) if pinned else datetime.now(UTC).date())
+        self.variants = int(os.environ.get("COLORFLOW_SANDBOX_VARIANTS", VARIANTS_PER_BASE))
         folders = sample_photo_folders()
         self._paths = {}
         for name in BASE_PHOTOS:
@@ -107,7 +112,7 @@ class PhotoLibrary:
     def photos(self) -> list[LibraryPhoto]:
         midnight = datetime.combine(self.anchor, time(), tzinfo=UTC)
         photos = []
-        for variant in range(VARIANTS_PER_BASE):
+        for variant in range(self.variants):
             for base, keywords in BASE_PHOTOS.items():
                 number = len(photos)
                 name, username = AUTHORS[number % len(AUTHORS)]

@@ -95,9 +95,11 @@ def test_a_task_killed_mid_upload_leaves_no_partial_object_and_its_retry_stores_
         stored = set(session.scalars(select(Image.sha256).where(Image.sha256.in_(list(drill_photos)))))
     lost = [sha for sha in drill_photos if sha not in stored or not store.exists(f"raw/{sha[:2]}/{sha}.jpg")]
     drill_report.update(
-        outcome=f"retry stored all {len(drill_photos)} photos, no partial object", objects_lost=len(lost)
+        outcome=f"retry stored all {len(drill_photos)} photos, no partial object, nothing left staged",
+        objects_lost=len(lost),
     )
     assert lost == []
+    assert not staging_busy(stack_settings), "the retry removed what the killed try left staged"
 
 
 @pytest.mark.drill("crash: catalog writes", "SIGKILL of validate_images.validate while verdicts are written")
@@ -158,10 +160,12 @@ def test_a_build_killed_mid_shard_publishes_nothing_partial_and_its_retry_comple
         )
     lost = accepted - members
     drill_report.update(
-        outcome=f"retry published {version} ({manifest['sample_count']} samples)", objects_lost=len(lost)
+        outcome=f"retry published {version} ({manifest['sample_count']} samples), nothing left staged",
+        objects_lost=len(lost),
     )
     assert lake_problems(stack_settings) == []
     assert accepted and not lost
+    assert not staging_busy(stack_settings), "the retry removed what the killed try left staged"
 
 
 @pytest.mark.slow_drill

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +134,30 @@ def test_open_store_picks_the_backend_from_the_url(tmp_path: Path, s3_endpoint: 
         open_store("ftp://host/lake", settings=settings)
     with pytest.raises(ValueError, match="names no bucket"):
         open_store("s3:///lake", settings=settings)
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_once_the_lake_is_written_again(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from pipelines.storage import FileStore\n"
+            "with FileStore(Path(sys.argv[1])).open_write('raw/aa/big.jpg') as sink:\n"
+            "    sink.write(b'x' * 1024); sink.flush(); print('writing', flush=True); time.sleep(60)",
+            str(lake),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout.readline() == "writing\n"
+    with FileStore(lake).open_write("raw/bb/other.jpg") as sink:  # a live writer's file stays
+        sink.write(b"other")
+    assert len(list((lake / ".staging").iterdir())) == 1
+    writer.kill()
+    writer.wait()
+
+    FileStore(lake).put("raw/cc/next.jpg", b"next")
+
+    assert list((lake / ".staging").iterdir()) == []
+    assert list(FileStore(lake).list()) == ["raw/bb/other.jpg", "raw/cc/next.jpg"]

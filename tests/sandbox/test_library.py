@@ -43,3 +43,13 @@ def test_size_matches_the_rendered_photo_without_rendering() -> None:
     library = PhotoLibrary(anchor=date(2026, 11, 23))
     for number in (0, 7, 100, 359):
         assert library.size(number) == library.image(number).size
+
+
+def test_a_larger_library_on_request_stays_distinct(monkeypatch) -> None:
+    monkeypatch.setenv("COLORFLOW_SANDBOX_VARIANTS", "600")
+    library = PhotoLibrary(anchor=date(2026, 11, 23))
+    assert len(library.photos) == 600 * 9
+    # Variants 110 apart share crop window, mirror and hue turn: only the tighter crop tells them apart.
+    same_recipe = [photo.number for photo in library.photos if photo.base == "coffee.png" and photo.variant % 110 == 7]
+    assert len(same_recipe) == 6
+    assert len({hashlib.sha256(library.encode(number)).hexdigest() for number in same_recipe}) == 6
