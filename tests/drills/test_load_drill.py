@@ -98,6 +98,7 @@ def photos_in_window(start: datetime, end: datetime) -> set[str]:
     }
 
 
+@pytest.mark.timeout(2400)  # about nine minutes on two cores, with the stack's start
 @pytest.mark.drill("load", f"{LOAD_PHOTOS:,} photos in one backfill of ingest_flickr ({DAYS} days)")
 def test_five_thousand_photos_in_one_backfill(
     load_stack: tuple[Settings, AirflowClient], drill_report: dict, monkeypatch: pytest.MonkeyPatch
