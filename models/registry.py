@@ -189,12 +189,29 @@ def quality_reports(store: Any, catalog: Any, version: str) -> dict[str, str]:
     return reports
 
 
+def registered_version(client: Any, run_id: str) -> Any:
+    """The model version `register_run` made for `run_id` (the first one with a promotion decision), or None."""
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{run_id}'")
+    decided = [version for version in versions if "promotion" in version.tags and "eval_metrics" in version.tags]
+    return min(decided, key=lambda version: int(version.version), default=None)
+
+
 def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = None) -> dict[str, Any]:
     """Evaluate a finished training run's last checkpoint, log and register its model, decide promotion.
-    With the `catalog`, the quality reports of the run's data go with it (`quality/<validation run>/`)."""
+    With the `catalog`, the quality reports of the run's data go with it (`quality/<validation run>/`).
+
+    A run registers once: when its model already has a version with a promotion decision (the task was
+    cleared and run again), that decision is returned and nothing new is logged or registered."""
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
+    client = MlflowClient(tracking_uri)
+    earlier = registered_version(client, run_id)
+    if earlier is not None:
+        logger.info("run %s is already registered as version %s: nothing to do", run_id, earlier.version)
+        decision = {key: earlier.tags[key] for key in ("promotion", "promotion_reason", "compared_with")}
+        metrics = json.loads(earlier.tags["eval_metrics"])
+        return {**decision, "version": earlier.version, "run_id": run_id, "metrics": metrics}
     store = open_store(lake_url)
     state = load_checkpoint(store, latest_checkpoint(store, run_id))
     config = TrainConfig(**state["config"])
@@ -204,7 +221,6 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
     metrics, grid = evaluate(colorizer, lake_url, load_manifest(store, config.dataset), panel)
     example = pd.DataFrame({"image": [_example_image(panel)]})
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
     reports = quality_reports(store, catalog, config.dataset) if catalog is not None else {}
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as scratch:
         mlflow.log_metrics(metrics)

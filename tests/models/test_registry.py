@@ -164,3 +164,16 @@ def test_the_served_champion_answers_over_http(registered: dict, tracking_uri: s
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
         server.wait(timeout=30)
+
+
+def test_registering_a_run_again_changes_nothing(registered: dict, tracking_uri: str, lake: tuple[str, str]) -> None:
+    client = MlflowClient(tracking_uri)
+    before = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{registered['run_id']}'")
+    artifacts = [entry.path for entry in client.list_artifacts(registered["run_id"])]
+
+    again = register_run(registered["run_id"], tracking_uri, lake[0])
+
+    assert again == registered
+    after = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{registered['run_id']}'")
+    assert sorted(version.version for version in after) == sorted(version.version for version in before)
+    assert [entry.path for entry in client.list_artifacts(registered["run_id"])] == artifacts
