@@ -283,6 +283,7 @@ class Trainer:
         checkpoint_key = ""
         status = "FAILED"
         window = {"started": time.perf_counter(), "waited": 0.0, "images": 0}
+        resumed_at = self.position.step
         progress = tqdm(
             total=config.steps,
             initial=self.position.step,
@@ -311,7 +312,10 @@ class Trainer:
                     metrics = self.evaluate()
                 if step % config.checkpoint_every == 0 and step < config.steps:
                     checkpoint_key = self.save_checkpoint()
-            checkpoint_key = self.save_checkpoint()
+            if self.position.step > resumed_at or not config.resume:
+                checkpoint_key = self.save_checkpoint()
+            else:  # resumed with nothing left to train: the checkpoint it resumed from is the last one
+                checkpoint_key = latest_checkpoint(self.store, self.run_id)
             if self.stop_requested:
                 logger.warning(
                     "stopped by SIGTERM at step %d; resume with --resume %s", self.position.step, self.run_id

@@ -102,3 +102,16 @@ def test_a_run_without_checkpoints_is_named_in_the_error(tmp_path: Path) -> None
         FileNotFoundError, match=r"run 0123abcd has no checkpoint: file://.*/checkpoints/0123abcd/latest"
     ):
         latest_checkpoint(store, "0123abcd")
+
+
+def test_resuming_a_finished_run_trains_and_writes_nothing(
+    lake: tuple[str, str], small: Callable[..., TrainConfig]
+) -> None:
+    finished = Trainer(small(steps=4)).fit()
+    store = FileStore(Path(lake[0].removeprefix("file://")))
+    before = {key: store.get(key) for key in store.list(f"checkpoints/{finished.run_id}/")}
+
+    again = Trainer(small(steps=4, resume=finished.run_id)).fit()
+
+    assert again.step == 4 and again.losses == [] and again.checkpoint_key == finished.checkpoint_key
+    assert {key: store.get(key) for key in store.list(f"checkpoints/{finished.run_id}/")} == before
