@@ -15,7 +15,9 @@ import contextlib
 import io
 import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ COPY_CHUNK_BYTES = 1024 * 1024
 
 
 WRITEBACK_BYTES = 4 << 20
+STAGED_NAME = re.compile(r"(?P<pid>\d+)-[0-9a-f]{32}-(?P<host>.+)\.part")
 
 
 class ObjectNotFound(KeyError):
@@ -134,9 +137,11 @@ class _EarlyWriteback(io.RawIOBase):
 class FileStore(ObjectStore):
     """Objects as files under a root folder; writes are staged in `<root>/.staging/` then renamed.
 
-    A staged file is named after the process writing it. A writer killed outright (SIGKILL, out of memory)
-    leaves its file behind, invisible to readers; the next store of that lake to write removes the files
-    of writers that are gone, so crashes do not slowly fill the disk."""
+    A staged file is named after the process and host writing it. A writer killed outright (SIGKILL, out of
+    memory) leaves its file behind, invisible to readers; the next store on the same host to write to that
+    lake removes the files of that host's writers that are gone, so crashes do not slowly fill the disk. A
+    file staged on another host (a container sharing the folder) is never touched: its process ids are not
+    ours to check."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -162,7 +167,7 @@ class FileStore(ObjectStore):
         self._staging.mkdir(parents=True, exist_ok=True)
         if not self._swept:
             self._sweep_staging()
-        staged = self._staging / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        staged = self._staging / f"{os.getpid()}-{uuid.uuid4().hex}-{socket.gethostname()}.part"
         try:
             with staged.open("wb") as sink:
                 yield _EarlyWriteback(sink)
@@ -174,13 +179,14 @@ class FileStore(ObjectStore):
             staged.unlink(missing_ok=True)
 
     def _sweep_staging(self) -> None:
-        """Remove what writers that no longer run left staged (on this host: the lake is a local folder)."""
+        """Remove what writers of this host that no longer run left staged."""
         self._swept = True
+        host = socket.gethostname()
         for staged in self._staging.glob("*.part"):
-            writer = staged.name.split("-", 1)[0]
-            if writer.isdigit() and not _process_alive(int(writer)):
+            writer = STAGED_NAME.fullmatch(staged.name)
+            if writer and writer["host"] == host and not _process_alive(int(writer["pid"])):
                 staged.unlink(missing_ok=True)
-                logger.info("removed %s, left staged by process %s that ended mid-write", staged.name, writer)
+                logger.info("removed %s, left staged by process %s that ended mid-write", staged.name, writer["pid"])
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -136,7 +136,7 @@ def test_open_store_picks_the_backend_from_the_url(tmp_path: Path, s3_endpoint: 
         open_store("s3:///lake", settings=settings)
 
 
-def test_a_writer_killed_mid_write_leaves_nothing_once_the_lake_is_written_again(tmp_path: Path) -> None:
+def test_a_writer_killed_mid_write_leaves_nothing_once_the_lake_is_written_again_on_its_host(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     writer = subprocess.Popen(
         [
@@ -154,10 +154,12 @@ def test_a_writer_killed_mid_write_leaves_nothing_once_the_lake_is_written_again
     with FileStore(lake).open_write("raw/bb/other.jpg") as sink:  # a live writer's file stays
         sink.write(b"other")
     assert len(list((lake / ".staging").iterdir())) == 1
+    elsewhere = lake / ".staging" / f"1-{uuid.uuid4().hex}-another-host.part"  # pid 1 there is not ours
+    elsewhere.write_bytes(b"a write in progress on another host")
     writer.kill()
     writer.wait()
 
     FileStore(lake).put("raw/cc/next.jpg", b"next")
 
-    assert list((lake / ".staging").iterdir()) == []
+    assert list((lake / ".staging").iterdir()) == [elsewhere]
     assert list(FileStore(lake).list()) == ["raw/bb/other.jpg", "raw/cc/next.jpg"]
