@@ -145,6 +145,7 @@ class Trainer:
         self.gan_loss = GANLoss(config.gan_mode)
         self.autocast = self.device.type == "cuda" and config.amp
         self.position = Position()
+        self.resumed_checkpoint = ""  # the checkpoint a resumed run started from
         self.stop_requested = False
         # Different dropout noise per rank: identical masks on every GPU would waste the extra data.
         torch.manual_seed(config.seed + 1000 + self.rank)
@@ -280,7 +281,7 @@ class Trainer:
         previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
         losses: list[dict[str, float]] = []
         metrics: dict[str, float] = {}
-        checkpoint_key = ""
+        checkpoint_key = self.resumed_checkpoint
         status = "FAILED"
         window = {"started": time.perf_counter(), "waited": 0.0, "images": 0}
         resumed_at = self.position.step
@@ -312,10 +313,8 @@ class Trainer:
                     metrics = self.evaluate()
                 if step % config.checkpoint_every == 0 and step < config.steps:
                     checkpoint_key = self.save_checkpoint()
-            if self.position.step > resumed_at or not config.resume:
+            if self.position.step > resumed_at or not checkpoint_key:  # else resumed with nothing left to train
                 checkpoint_key = self.save_checkpoint()
-            else:  # resumed with nothing left to train: the checkpoint it resumed from is the last one
-                checkpoint_key = latest_checkpoint(self.store, self.run_id)
             if self.stop_requested:
                 logger.warning(
                     "stopped by SIGTERM at step %d; resume with --resume %s", self.position.step, self.run_id
@@ -411,7 +410,7 @@ class Trainer:
         return key
 
     def _load_checkpoint(self) -> None:
-        key = latest_checkpoint(self.store, self.run_id)
+        key = self.resumed_checkpoint = latest_checkpoint(self.store, self.run_id)
         state = load_checkpoint(self.store, key, self.device)
         _unwrapped(self.generator).load_state_dict(state["generator"])
         _unwrapped(self.discriminator).load_state_dict(state["discriminator"])

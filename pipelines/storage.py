@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
+import psutil
+
 from pipelines.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -184,7 +186,7 @@ class FileStore(ObjectStore):
         host = socket.gethostname()
         for staged in self._staging.glob("*.part"):
             writer = STAGED_NAME.fullmatch(staged.name)
-            if writer and writer["host"] == host and not _process_alive(int(writer["pid"])):
+            if writer and writer["host"] == host and not psutil.pid_exists(int(writer["pid"])):
                 staged.unlink(missing_ok=True)
                 logger.info("removed %s, left staged by process %s that ended mid-write", staged.name, writer["pid"])
 
@@ -216,16 +218,6 @@ class FileStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, under another user
-        return True
-    return True
 
 
 class _MultipartWriter(io.RawIOBase):

@@ -8,6 +8,7 @@ import hashlib
 import json
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -16,8 +17,11 @@ from sqlalchemy import select
 from embedded.airflow_api import AirflowClient
 from pipelines.catalog import Base, DatasetVersion, Image, open_catalog
 from pipelines.settings import Settings
+from pipelines.shards import latest_version
 from pipelines.storage import ObjectNotFound, open_store
 
+# Airflow titles the process running a task instance's code `airflow worker -- <task instance id>`.
+TASK_TITLE = "airflow worker -- "
 # Written anew by every run on purpose (a run's own report); everything else must not change on a rerun.
 PER_RUN_PREFIXES = ("reports/",)
 
@@ -67,10 +71,21 @@ def lake_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def dataset_version(airflow: AirflowClient, settings: Settings, photos: Path, build: dict[str, Any]) -> str:
+    """The newest published dataset version; a drill run on its own, before any other drill built one, first
+    ingests, validates and builds `photos` (build params `build`)."""
+    catalog = open_catalog(settings)
+    if latest_version(catalog) is None:
+        assert airflow.run("ingest_local", {"folder": str(photos)})[1] == "success"
+        assert airflow.run("validate_images")[1] == "success"
+        assert airflow.run("build_dataset", build)[1] == "success"
+    return latest_version(catalog)
+
+
 def task_process(task_instance_id: str) -> psutil.Process | None:
-    """The process running a task instance's code: Airflow titles it `airflow worker -- <task instance id>`
-    (its supervisor, the executor's worker, names the task instance too, in other words)."""
-    title = f"airflow worker -- {task_instance_id}"
+    """The process running a task instance's code (its supervisor, the executor's worker, is titled
+    differently)."""
+    title = f"{TASK_TITLE}{task_instance_id}"
     for process in psutil.process_iter(["cmdline"]):
         if " ".join(process.info["cmdline"] or []).strip() == title:
             return process

@@ -24,7 +24,7 @@ from pipelines.catalog import DatasetMember, Image, QualityResult, open_catalog
 from pipelines.settings import Settings
 from pipelines.shards import latest_version, load_manifest
 from pipelines.storage import open_store
-from tests.drills.audit import kill_task_while_running, lake_problems
+from tests.drills.audit import dataset_version, kill_task_while_running, lake_problems
 
 pytestmark = [pytest.mark.integration]
 
@@ -177,12 +177,7 @@ def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
     drill_photos: dict[str, Path],
     drill_report: dict,
 ) -> None:
-    version = latest_version(open_catalog(stack_settings))
-    if version is None:  # run on its own: the drills above have not built one
-        assert airflow.run("ingest_local", {"folder": str(photo_folder)})[1] == "success"
-        assert airflow.run("validate_images")[1] == "success"
-        assert airflow.run("build_dataset", {"sources": ["local"], "load_size": 80})[1] == "success"
-        version = latest_version(open_catalog(stack_settings))
+    version = dataset_version(airflow, stack_settings, photo_folder, {"sources": ["local"], "load_size": 80})
     store = open_store(settings=stack_settings)
     steps, every = 300, 10  # long enough on two cores that the kill lands mid-run
     run_id = airflow.start("train_colorizer", {"dataset_version": version, "steps": steps, "checkpoint_every": every})

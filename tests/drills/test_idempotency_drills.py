@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 
 from embedded.airflow_api import AirflowClient
-from pipelines.catalog import open_catalog
 from pipelines.settings import Settings
-from pipelines.shards import latest_version
 from tests.corpus import color_photo
-from tests.drills.audit import PER_RUN_PREFIXES, catalog_rows, lake_objects, lake_problems
+from tests.drills.audit import PER_RUN_PREFIXES, catalog_rows, dataset_version, lake_objects, lake_problems
 
 pytestmark = [pytest.mark.integration]
 
@@ -75,10 +73,8 @@ def dag_conf(dag_id: str, photos: Path) -> dict:
 def test_a_rerun_of_the_same_interval_changes_nothing(
     airflow: AirflowClient, stack_settings: Settings, own_photos: Path, dag_id: str, drill_report: dict
 ) -> None:
-    if dag_id == "train_colorizer" and latest_version(open_catalog(stack_settings)) is None:  # run on its own
-        assert airflow.run("ingest_local", {"folder": str(own_photos)})[1] == "success"
-        assert airflow.run("validate_images")[1] == "success"
-        assert airflow.run("build_dataset", dag_conf("build_dataset", own_photos))[1] == "success"
+    if dag_id == "train_colorizer":
+        dataset_version(airflow, stack_settings, own_photos, dag_conf("build_dataset", own_photos))
     for follower in FOLLOWERS:  # nothing but the DAG under test may write between the two snapshots
         airflow.wait_for_dag(follower)
         if follower != dag_id:

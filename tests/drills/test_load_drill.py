@@ -28,7 +28,7 @@ from pipelines.sources.flickr import DEFAULT_LICENSES
 from pipelines.storage import open_store
 from sandbox.flickr import FlickrCatalogue
 from sandbox.library import PhotoLibrary
-from tests.drills.audit import lake_problems
+from tests.drills.audit import TASK_TITLE, lake_problems
 from tests.stacks import private_stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow_drill]
@@ -40,7 +40,6 @@ DAYS = 20
 VARIANTS = 1600
 TAG = "color"  # every library photo carries it
 BATCH_SIZE = 200
-TASK_TITLE = "airflow worker -- "
 
 
 @pytest.fixture(scope="module")
