@@ -136,6 +136,16 @@ class AirflowClient:
         while not self.runs(dag_id, run_type="scheduled", limit=1) and time.monotonic() < deadline:
             time.sleep(1)
 
+    def wait_until_idle(self, dag_id: str, timeout_s: float = 600) -> None:
+        """Wait until no run of `dag_id` is queued or running, the scheduled run that unpausing starts
+        included: what a run adds can then be told apart from what the runs around it added."""
+        self._settle_scheduled_run(dag_id)
+        deadline = time.monotonic() + timeout_s
+        while unfinished := [run["dag_run_id"] for run in self.runs(dag_id) if run["state"] not in FINISHED_STATES]:
+            if time.monotonic() > deadline:
+                raise AirflowError(f"{dag_id} runs {unfinished} still unfinished after {timeout_s:.0f}s")
+            time.sleep(2)
+
     def runs_between(self, dag_id: str, from_date: datetime, to_date: datetime, run_type: str) -> list[dict[str, Any]]:
         """Runs of `dag_id` of one type whose logical dates lie in [from_date, to_date], oldest first."""
         params = {

@@ -524,6 +524,15 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**vars(args))
 
 
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The closing summary line in one write: under torchrun every rank prints its own to the same pipe, and
+    print() writes the newline apart from the text when stdout is unbuffered (PYTHONUNBUFFERED), so two
+    ranks' lines could run together into one that no JSON parser reads. A pipe write under PIPE_BUF bytes
+    is atomic."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (json.dumps(summary) + "\n").encode())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_config(argv)
@@ -534,10 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     result = Trainer(config, tracking_uri=get_settings().mlflow_tracking_uri, tags=tags).fit()
     if dist.is_initialized():
         dist.destroy_process_group()
-    print(
-        json.dumps(
-            {"run_id": result.run_id, "step": result.step, "checkpoint": result.checkpoint_key, **result.metrics}
-        )
+    _print_summary(
+        {"run_id": result.run_id, "step": result.step, "checkpoint": result.checkpoint_key, **result.metrics}
     )
     return PREEMPTED_EXIT_CODE if result.preempted else 0
 

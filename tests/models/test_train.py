@@ -85,7 +85,8 @@ def test_two_ddp_processes_train_together(
     lake_url, _ = lake
     # What the train_colorizer task runs on a node with two GPUs, here with two CPU processes (gloo).
     command = command_line(small(steps=4, batch_size=2, eval_every=4, eval_batches=1), gpus=2)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Unbuffered, as under Airflow and CI: the ranks' summary lines must still come out whole.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
