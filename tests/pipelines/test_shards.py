@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -40,6 +41,7 @@ from pipelines.shards import (
 from pipelines.storage import FileStore, ObjectNotFound
 from sandbox.kaggle import npy_bytes, to_opencv_lab
 from sandbox.library import PhotoLibrary
+from tests.corpus import with_jpeg_comment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = PhotoLibrary()
@@ -86,16 +88,32 @@ def test_lab_encoding_round_trips_within_one_unit() -> None:
     assert np.all(error < 1.0), f"mean absolute error L, a, b = {error}"
 
 
-def test_jpeg_is_shown_upright_and_center_cropped() -> None:
+@pytest.mark.parametrize(
+    "reshape",
+    [
+        pytest.param(lambda data: data, id="as-saved"),
+        pytest.param(lambda data: with_jpeg_comment(data, b"x" * 60_000), id="after-a-60kb-comment"),
+    ],
+)
+def test_jpeg_is_shown_upright_and_center_cropped(reshape: Callable[[bytes], bytes]) -> None:
     upright = LIBRARY.image(0).convert("RGB").resize((120, 80))
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned a quarter: a viewer rotates it 90 degrees clockwise
-    stored = jpeg(upright.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes())
+    stored = reshape(jpeg(upright.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes()))
     expected = transform_image(jpeg(upright), "jpg", 64)
     got = transform_image(stored, "jpg", 64)
     assert got.shape == (64, 64, 3)
     error = {turns: np.abs(np.rot90(got, turns).astype(int) - expected).mean() for turns in range(4)}
     assert min(error, key=error.get) == 0 and error[0] < 6, error
+
+
+def test_exif_words_outside_an_exif_segment_do_not_turn_a_photo() -> None:
+    photo = LIBRARY.image(1).convert("RGB").resize((120, 80))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    # An EXIF block quoted in a comment is not the photo's EXIF: Pillow ignores it, and so must the stitch.
+    quoted = with_jpeg_comment(jpeg(photo), b"Exif\x00\x00" + exif.tobytes())
+    assert np.array_equal(transform_image(quoted, "jpg", 64), transform_image(jpeg(photo), "jpg", 64))
 
 
 def test_a_photo_close_to_the_load_size_is_cropped_not_resampled() -> None:
