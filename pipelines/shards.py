@@ -314,7 +314,7 @@ def transform_image(data: bytes, image_format: str, load_size: int) -> np.ndarra
     applied), center-cropped and resized. Raises `TransformError` for anything that cannot be read."""
     try:
         if image_format == NPY_EXTENSION:
-            return _square(_lab_array(data), load_size)
+            return np.ascontiguousarray(_square(_lab_array(data), load_size))
         if image_format in JPEG_EXTENSIONS:
             try:
                 return rgb_to_lab8(_decode_jpeg(data, load_size))
@@ -398,7 +398,7 @@ def _square(pixels: np.ndarray, size: int) -> np.ndarray:
     top, left = (height - side) // 2, (width - side) // 2
     square = pixels[top : top + side, left : left + side]
     if side == size:
-        return np.ascontiguousarray(square)
+        return square  # a view: the Lab conversion reads it in place
     interpolation = cv2.INTER_AREA if side >= AREA_RESIZE_FACTOR * size else cv2.INTER_LINEAR
     return cv2.resize(square, (size, size), interpolation=interpolation)
 
