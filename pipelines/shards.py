@@ -361,10 +361,7 @@ def _may_have_exif(data: bytes) -> bool:
         if marker == JPEG_MARKER_PREFIX:  # a fill byte before a marker
             position += 1
             continue
-        if (
-            marker == JPEG_APP1
-            and data[position + 4 : position + 4 + len(EXIF_APP1_IDENTIFIER)] == EXIF_APP1_IDENTIFIER
-        ):
+        if marker == JPEG_APP1 and data.startswith(EXIF_APP1_IDENTIFIER, position + 4):
             return True
         position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
     return EXIF_APP1_IDENTIFIER in data

@@ -149,6 +149,7 @@ class FileStore(ObjectStore):
         self.root = root.resolve()
         self.url = self.root.as_uri()
         self._staging = self.root / ".staging"
+        self._host = socket.gethostname()
         self._swept = False
 
     def _path(self, key: str) -> Path:
@@ -169,7 +170,7 @@ class FileStore(ObjectStore):
         self._staging.mkdir(parents=True, exist_ok=True)
         if not self._swept:
             self._sweep_staging()
-        staged = self._staging / f"{os.getpid()}-{uuid.uuid4().hex}-{socket.gethostname()}.part"
+        staged = self._staging / f"{os.getpid()}-{uuid.uuid4().hex}-{self._host}.part"
         try:
             with staged.open("wb") as sink:
                 yield _EarlyWriteback(sink)
@@ -183,10 +184,9 @@ class FileStore(ObjectStore):
     def _sweep_staging(self) -> None:
         """Remove what writers of this host that no longer run left staged."""
         self._swept = True
-        host = socket.gethostname()
         for staged in self._staging.glob("*.part"):
             writer = STAGED_NAME.fullmatch(staged.name)
-            if writer and writer["host"] == host and not psutil.pid_exists(int(writer["pid"])):
+            if writer and writer["host"] == self._host and not psutil.pid_exists(int(writer["pid"])):
                 staged.unlink(missing_ok=True)
                 logger.info("removed %s, left staged by process %s that ended mid-write", staged.name, writer["pid"])
 
