@@ -4,7 +4,10 @@ catalog tests' second engine.
 Airflow refuses backfills on SQLite while its scheduler runs ("not supported on SQLite under concurrent
 access"), and the race can crash the scheduler, so the embedded stack keeps Airflow's metadata in
 PostgreSQL from Debian's packages. initdb and postgres refuse to run as root: when this runs as root,
-they run as the `postgres` user the package creates, in a folder it owns.
+they run as the `postgres` user the package creates, in a folder it owns. They are started as that user
+directly (not through `runuser`, which answers SIGTERM by killing the server two seconds later, so every
+stop would be a crash) and stopped with PostgreSQL's fast shutdown (SIGINT), which ends the sessions,
+writes a checkpoint and exits; the default smart shutdown (SIGTERM) waits for every idle pooled client.
 """
 
 from __future__ import annotations
@@ -12,12 +15,18 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import psycopg2
 
+from embedded.supervisor import Service
+
 SUPERUSER = "postgres"
+SERVER_USER = "postgres"
+FAST_SHUTDOWN = signal.SIGINT
 
 
 def server_binaries() -> Path:
@@ -27,8 +36,14 @@ def server_binaries() -> Path:
     return Path(found[-1]).parent
 
 
-def _as_server_user() -> list[str]:
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+def server_user() -> str | None:
+    """The user the server programs run as: the package's `postgres` user when we are root, else ourselves."""
+    return SERVER_USER if os.geteuid() == 0 else None
+
+
+def _run_as_server_user(command: list[str]) -> subprocess.CompletedProcess[str]:
+    # From `/`: the server user may not be allowed into the folder we were started from.
+    return subprocess.run(command, user=server_user(), cwd="/", capture_output=True, text=True)
 
 
 def prepare_cluster(folder: Path, durable: bool = True) -> None:
@@ -39,29 +54,42 @@ def prepare_cluster(folder: Path, durable: bool = True) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         folder.chmod(0o755)
-        shutil.chown(folder, "postgres", "postgres")
+        shutil.chown(folder, SERVER_USER, SERVER_USER)
     command = [str(server_binaries() / "initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8"]
-    result = subprocess.run(
-        [*_as_server_user(), *command, *([] if durable else ["--no-sync"])], capture_output=True, text=True
-    )
+    result = _run_as_server_user([*command, *([] if durable else ["--no-sync"])])
     if result.returncode != 0:
         raise RuntimeError(f"initdb in {data} failed: {result.stderr.strip() or result.stdout.strip()}")
 
 
 def server_command(folder: Path, port: int, durable: bool = True) -> list[str]:
-    """The foreground server for the cluster in `folder`, listening on 127.0.0.1:`port` only."""
+    """The foreground server for the cluster in `folder`, listening on 127.0.0.1:`port` only.
+
+    `durable=False` (throwaway test databases) acknowledges commits before they reach the log and never
+    syncs: a server killed outright then loses its last commits, so nothing that tests survival uses it."""
     options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={folder}"]
     if not durable:
         options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-    return [
-        *_as_server_user(),
-        str(server_binaries() / "postgres"),
-        "-D",
-        str(folder / "data"),
-        "-p",
-        str(port),
-        *options,
-    ]
+    return [str(server_binaries() / "postgres"), "-D", str(folder / "data"), "-p", str(port), *options]
+
+
+def server_service(name: str, folder: Path, port: int, durable: bool = True) -> Service:
+    """The server for the cluster in `folder` as a supervised service, stopped by fast shutdown."""
+    return Service(
+        name=name,
+        argv=server_command(folder, port, durable),
+        env=dict(os.environ),
+        probe=lambda: is_ready(port),
+        user=server_user(),
+        stop_signal=FAST_SHUTDOWN,
+    )
+
+
+def stop_server(folder: Path, mode: Literal["fast", "immediate"]) -> None:
+    """Stop the server of the cluster in `folder` as an operator does (`pg_ctl stop -m fast`) or as a crash
+    does (`-m immediate`: no checkpoint, the next start recovers from the log); returns once it is gone."""
+    result = _run_as_server_user([str(server_binaries() / "pg_ctl"), "stop", "-D", str(folder / "data"), "-m", mode])
+    if result.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop -m {mode} failed: {result.stderr.strip() or result.stdout.strip()}")
 
 
 def url(port: int, database: str = "postgres") -> str:

@@ -150,12 +150,7 @@ def _airflow_component_healthy(component: str):
 
 
 def postgres_service(settings: Settings) -> Service:
-    return Service(
-        name="postgres",
-        argv=postgres.server_command(settings.home / "postgres", settings.postgres_port),
-        env=dict(os.environ),
-        probe=lambda: postgres.is_ready(settings.postgres_port),
-    )
+    return postgres.server_service("postgres", settings.home / "postgres", settings.postgres_port)
 
 
 def stack_services(settings: Settings) -> list[Service]:

@@ -35,6 +35,8 @@ class Service:
     health_check: Callable[[requests.Response], bool] = field(default=lambda response: response.ok)
     probe: Callable[[], bool] | None = None  # readiness for services that do not speak HTTP
     ready_timeout_s: float = 120.0
+    user: str | None = None  # run as this user (a server that refuses root), else as ourselves
+    stop_signal: int = signal.SIGTERM  # what asks this service to shut down cleanly
 
 
 class ServiceFailed(RuntimeError):
@@ -53,12 +55,15 @@ class Supervisor:
     def log_file(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
 
+    def _record(self, name: str) -> dict | None:
+        pid_file = self._pid_file(name)
+        return json.loads(pid_file.read_text()) if pid_file.exists() else None
+
     def running_process(self, name: str) -> psutil.Process | None:
         """The live process this supervisor started under `name`, or None."""
-        pid_file = self._pid_file(name)
-        if not pid_file.exists():
+        record = self._record(name)
+        if record is None:
             return None
-        record = json.loads(pid_file.read_text())
         try:
             process = psutil.Process(record["pid"])
             if abs(process.create_time() - record["create_time"]) > 1 or process.status() == psutil.STATUS_ZOMBIE:
@@ -94,8 +99,14 @@ class Supervisor:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
+                    user=service.user,
+                    cwd="/" if service.user else None,  # another user may not enter our working folder
                 )
-            record = {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
+            record = {
+                "pid": process.pid,
+                "create_time": psutil.Process(process.pid).create_time(),
+                "stop_signal": int(service.stop_signal),
+            }
             self._pid_file(service.name).write_text(json.dumps(record))
             logger.info("started %s (pid %d), log %s", service.name, process.pid, self.log_file(service.name))
         if wait:
@@ -112,15 +123,17 @@ class Supervisor:
             time.sleep(0.5)
 
     def stop(self, name: str, timeout_s: float = 20.0) -> bool:
-        """Stop the process group started under `name`; True if something was running."""
+        """Stop the process group started under `name` with the signal its service asked for (then SIGKILL
+        after `timeout_s`); True if something was running."""
         process = self.running_process(name)
+        stop_signal = (self._record(name) or {}).get("stop_signal", signal.SIGTERM)
         self._pid_file(name).unlink(missing_ok=True)
         if process is None:
             return False
         group = os.getpgid(process.pid)
         members = [process, *process.children(recursive=True)]
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
+            os.killpg(group, stop_signal)
         _, alive = psutil.wait_procs(members, timeout=timeout_s)
         if alive:
             logger.warning("%s did not stop in %.0fs; killing it", name, timeout_s)

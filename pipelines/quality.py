@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 from pipelines.catalog import Catalog, Image, QualityResult, Sighting, utcnow
 from pipelines.image_facts import ImageFacts, extract_facts
 from pipelines.near_duplicates import HashIndex
+from pipelines.raw_zone import quarantine_key
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.storage import ObjectStore
 
@@ -580,11 +581,6 @@ def batch_checks(sources: pd.DataFrame, validation: Mapping[str, Any]) -> list[B
             BatchCheck(check, label, expectation.get("notes") or "", bool(result["success"]), tuple(messages))
         )
     return checks
-
-
-def quarantine_key(sha256: str, raw_key: str) -> str:
-    extension = raw_key.rsplit(".", 1)[-1] if "." in raw_key.rsplit("/", 1)[-1] else "bin"
-    return f"quarantine/{sha256}.{extension}"
 
 
 def _insert_missing(

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 # Pillow format names to the extension the raw key carries; MPO is the multi-picture JPEG cameras write.
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "TIFF": "tif", "BMP": "bmp"}
 UNKNOWN_EXTENSION = "bin"
+RAW_PREFIX = "raw"
+QUARANTINE_PREFIX = "quarantine"
 
 
 def sniff_extension(data: bytes, fallback: str | None = None) -> str:
@@ -48,7 +50,13 @@ def content_digest(data: bytes) -> str:
 
 
 def raw_key(sha256: str, extension: str) -> str:
-    return f"raw/{sha256[:2]}/{sha256}.{extension}"
+    return f"{RAW_PREFIX}/{sha256[:2]}/{sha256}.{extension}"
+
+
+def quarantine_key(sha256: str, raw_key: str) -> str:
+    """Where a rejected image's bytes are kept for audit, beside (not instead of) its raw object."""
+    extension = raw_key.rsplit(".", 1)[-1] if "." in raw_key.rsplit("/", 1)[-1] else UNKNOWN_EXTENSION
+    return f"{QUARANTINE_PREFIX}/{sha256}.{extension}"
 
 
 @dataclass(frozen=True)

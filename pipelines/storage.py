@@ -21,6 +21,8 @@ import socket
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
@@ -40,6 +42,24 @@ STAGED_NAME = re.compile(r"(?P<pid>\d+)-[0-9a-f]{32}-(?P<host>.+)\.part")
 
 class ObjectNotFound(KeyError):
     """The key names no object in the store."""
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """An object as a listing shows it."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+@dataclass(frozen=True)
+class UnfinishedWrite:
+    """A write that began and never published: a staged file of a folder lake, an S3 multipart upload."""
+
+    name: str  # the staged file's name, or the key the upload was for
+    started_at: datetime
+    upload_id: str | None = None
 
 
 def check_key(key: str) -> str:
@@ -77,7 +97,19 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys that start with `prefix`, in lexicographic order."""
+        """Keys that start with `prefix`, in lexicographic order, streamed page by page."""
+
+    @abstractmethod
+    def entries(self, prefix: str = "") -> Iterator[ObjectEntry]:
+        """`list` with each object's size and time of writing."""
+
+    @abstractmethod
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        """Writes that started and never published (in flight, or left by a writer that died)."""
+
+    @abstractmethod
+    def discard(self, write: UnfinishedWrite) -> None:
+        """Throw an unfinished write away; one already gone is not an error."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -200,21 +232,46 @@ class FileStore(ObjectStore):
             raise ObjectNotFound(key) from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        # Walk only the folder the prefix pins down, not the whole lake.
-        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self._path(folder) if folder else self.root
-        if not start.is_dir():
+        for key, _ in self._walk(prefix):
+            yield key
+
+    def entries(self, prefix: str = "") -> Iterator[ObjectEntry]:
+        for key, entry in self._walk(prefix):
+            info = entry.stat()
+            yield ObjectEntry(key, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
+
+    def _walk(self, prefix: str) -> Iterator[tuple[str, os.DirEntry]]:
+        """Files whose key starts with `prefix`, in key order, holding one folder's listing at a time: only
+        the folders the prefix can reach are entered, so a listing of `raw/ab/` never walks the lake."""
+        folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        start = self._path(folder.rstrip("/")) if folder else self.root
+        yield from self._walk_folder(start, folder, prefix)
+
+    def _walk_folder(self, folder: Path, relative: str, prefix: str) -> Iterator[tuple[str, os.DirEntry]]:
+        try:
+            with os.scandir(folder) as scan:
+                found = [(entry, entry.is_dir(follow_symlinks=False)) for entry in scan]
+        except (FileNotFoundError, NotADirectoryError):
             return
-        keys = []
-        for directory, subdirs, files in os.walk(start):
-            if Path(directory) == self.root:
-                subdirs[:] = [name for name in subdirs if not name.startswith(".")]
-            relative = Path(directory).relative_to(self.root).as_posix()
-            for name in files:
-                key = name if relative == "." else f"{relative}/{name}"
-                if key.startswith(prefix):
-                    keys.append(key)
-        yield from sorted(keys)
+        # A folder's keys all start with "<name>/", so it sorts among the files by that string.
+        for entry, is_dir in sorted(found, key=lambda pair: pair[0].name + ("/" if pair[1] else "")):
+            key = relative + entry.name
+            if is_dir:
+                hidden = not relative and entry.name.startswith(".")  # .staging and other store internals
+                if not hidden and (key + "/").startswith(prefix[: len(key) + 1]):
+                    yield from self._walk_folder(Path(entry.path), key + "/", prefix)
+            elif key.startswith(prefix) and entry.is_file():
+                yield key, entry
+
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        if not self._staging.is_dir():
+            return
+        for staged in sorted(self._staging.glob("*.part")):
+            with contextlib.suppress(FileNotFoundError):  # published or swept meanwhile
+                yield UnfinishedWrite(staged.name, datetime.fromtimestamp(staged.stat().st_mtime, UTC))
+
+    def discard(self, write: UnfinishedWrite) -> None:
+        (self._staging / write.name).unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -266,7 +323,18 @@ class _MultipartWriter(io.RawIOBase):
 
     def abort(self) -> None:
         if self._upload_id is not None:
-            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+            abort_upload(self._client, self._bucket, self._key, self._upload_id)
+
+
+def abort_upload(client, bucket: str, key: str, upload_id: str) -> None:
+    """Throw a multipart upload's parts away; one already gone (aborted by the audit, say) is not an error."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as error:
+        if getattr(error, "response", {}).get("Error", {}).get("Code") != "NoSuchUpload":
+            raise
 
 
 class S3Store(ObjectStore):
@@ -340,11 +408,25 @@ class S3Store(ObjectStore):
         return int(head["ContentLength"])
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        for entry in self.entries(prefix):
+            yield entry.key
+
+    def entries(self, prefix: str = "") -> Iterator[ObjectEntry]:
         root = f"{self.prefix}/" if self.prefix else ""
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
             for entry in page.get("Contents", []):
-                yield entry["Key"][len(root) :]
+                yield ObjectEntry(entry["Key"][len(root) :], entry["Size"], entry["LastModified"])
+
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=root):
+            for upload in page.get("Uploads", []):
+                yield UnfinishedWrite(upload["Key"][len(root) :], upload["Initiated"], upload["UploadId"])
+
+    def discard(self, write: UnfinishedWrite) -> None:
+        abort_upload(self._client, self.bucket, self._object_key(write.name), write.upload_id)
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._object_key(key))

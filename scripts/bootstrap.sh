@@ -2,7 +2,8 @@
 # Make this machine ready for Colorflow, doing only what is missing:
 #   - Debian packages the stack needs: PostgreSQL server binaries (catalog tests), Chromium and
 #     ChromeDriver (the Instagram browser mode);
-#   - .venv, created or refreshed only when requirements.txt changed since it was last installed.
+#   - .venv, created or refreshed only when requirements.txt changed since it was last installed;
+#   - the `colorflow` command in .venv/bin, from pyproject.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,3 +41,11 @@ fi
 # The repository's packages and Airflow plugins are importable from the virtualenv without installing.
 site_packages=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 printf '%s\n%s\n' "$PWD" "$PWD/plugins" > "$site_packages/colorflow.pth"
+
+# The `colorflow` command, declared in pyproject.toml: an editable install, so it runs this checkout.
+project_stamp="$VENV/.pyproject.sha256"
+wanted_project=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/colorflow" ] || [ "$(cat "$project_stamp" 2>/dev/null)" != "$wanted_project" ]; then
+    PYTHONWARNINGS=ignore "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
+    echo "$wanted_project" > "$project_stamp"
+fi

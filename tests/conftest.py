@@ -8,17 +8,16 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from embedded import postgres, services
 from embedded.airflow_api import AirflowClient
-from embedded.ports import running_server
+from embedded.ports import free_port, running_server
+from embedded.supervisor import Supervisor
 from pipelines.settings import Settings
 from tests.stacks import private_stack_settings
 
@@ -84,15 +83,14 @@ def faults(sandbox_url: str) -> Iterator[Callable[..., None]]:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server (its own cluster in a temporary folder) on a free loopback port."""
     folder = Path(tempfile.mkdtemp(prefix="colorflow-pg-"))
+    port = free_port()
+    keeper = Supervisor(folder / "run", folder / "logs")
     postgres.prepare_cluster(folder, durable=False)
+    keeper.start(postgres.server_service("postgres", folder, port, durable=False))
     try:
-        with running_server(lambda port: postgres.server_command(folder, port, durable=False)) as address:
-            port = urlsplit(address).port
-            deadline = time.monotonic() + 30
-            while not postgres.is_ready(port) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            yield postgres.url(port)
+        yield postgres.url(port)
     finally:
+        keeper.stop("postgres")
         shutil.rmtree(folder, ignore_errors=True)
 
 

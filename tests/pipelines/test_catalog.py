@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from pipelines.catalog import Base, Catalog, Image, Sighting, SightingRecord, utcnow
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog(request, tmp_path: Path) -> Iterator[Catalog]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    else:
-        server = request.getfixturevalue("postgres_url")
-        database = f"catalog_{uuid.uuid4().hex[:10]}"
-        with create_engine(server, isolation_level="AUTOCOMMIT").connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {database}"))
-        url = server.rsplit("/", 1)[0] + f"/{database}"
-    catalog = Catalog(url)
-    catalog.migrate()
-    yield catalog
-    catalog.engine.dispose()
+@pytest.fixture
+def catalog(sqlite_or_postgres_catalog: Catalog) -> Catalog:
+    return sqlite_or_postgres_catalog
 
 
 def sighting(source: str = "unsplash", source_id: str = "photo-1", **extra) -> SightingRecord:

@@ -1,0 +1,1 @@
+"""Colorflow's command line: `colorflow --help` lists what people run by hand."""

@@ -1,0 +1,7 @@
+"""`python -m colorflow` is the `colorflow` command."""
+
+import sys
+
+from colorflow.cli import main
+
+sys.exit(main())
