@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench import loader, quality, storage, train_throughput, transform
+from bench import lake_audit, loader, quality, storage, train_throughput, transform
 
 BENCHMARKS = {
     "storage": storage.main,
     "quality": quality.main,
     "transform": transform.main,
     "loader": loader.main,
+    "lake_audit": lake_audit.main,
     "train_throughput": lambda: train_throughput.main([]),
 }
 

@@ -12,7 +12,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def write_results(name: str, details: dict[str, Any]) -> Path:
-    """Save `details` as bench/results/<name>.json, headed by the benchmark's name and the machine."""
+    """Save `details` as bench/results/<name>.json, one JSON line headed by the benchmark's name and the
+    machine."""
     report = {
         "benchmark": name,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -20,5 +21,5 @@ def write_results(name: str, details: dict[str, Any]) -> Path:
     }
     path = RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps(report) + "\n")
     return path

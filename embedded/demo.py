@@ -48,6 +48,8 @@ DEMO_STEPS = (
     Step("build_dataset"),
     # Scheduled by the lab_dataset asset: a new version from the step above starts it on its own.
     Step("train_colorizer", follows="build_dataset"),
+    # Daily in production; here last, with no grace period, over everything the demo wrote.
+    Step("audit_lake", conf={"grace_minutes": 0, "checksums": True}),
 )
 
 

@@ -1,13 +1,13 @@
-"""What the drills check the stack with: its lake and catalog as they are (every object, every row), and
-the processes running Airflow's tasks, which the crash drills kill.
+"""What the drills check the stack with: its lake and catalog as they are (every object, every row), the
+product's lake audit, and the processes running Airflow's tasks, which the crash drills kill.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ import psutil
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
-from pipelines.catalog import Base, DatasetVersion, Image, open_catalog
+from pipelines.catalog import Base, open_catalog
+from pipelines.lake_audit import audit_lake
 from pipelines.settings import Settings
 from pipelines.shards import latest_version
-from pipelines.storage import ObjectNotFound, open_store
+from pipelines.storage import open_store
 
 # Airflow titles the process running a task instance's code `airflow worker -- <task instance id>`.
 TASK_TITLE = "airflow worker -- "
@@ -42,33 +43,13 @@ def catalog_rows(settings: Settings) -> dict[str, list[tuple]]:
         }
 
 
-def lake_problems(settings: Settings) -> list[str]:
-    """What a reader could trip over: a raw object whose bytes are not the ones its name promises, a
-    catalog image without its object, a published dataset naming a shard that is missing or altered."""
-    store = open_store(settings=settings)
-    problems = []
-    raw = {key for key in store.list("raw/")}
-    for key in raw:
-        if hashlib.sha256(store.get(key)).hexdigest() != key.rsplit("/", 1)[-1].split(".")[0]:
-            problems.append(f"{key}: content does not match its name (partial or corrupt object)")
-    catalog = open_catalog(settings)
-    with catalog.session() as session:
-        for sha256, raw_key in session.execute(select(Image.sha256, Image.raw_key)):
-            if raw_key not in raw:
-                problems.append(f"image {sha256}: catalog row without its object {raw_key}")
-        for version, manifest_key in session.execute(select(DatasetVersion.version, DatasetVersion.manifest_key)):
-            try:
-                manifest = json.loads(store.get(manifest_key))
-            except ObjectNotFound:
-                problems.append(f"dataset {version}: manifest {manifest_key} missing")
-                continue
-            for shard in manifest["shards"]:
-                try:
-                    if hashlib.sha256(store.get(shard["key"])).hexdigest() != shard["sha256"]:
-                        problems.append(f"dataset {version}: shard {shard['key']} altered")
-                except ObjectNotFound:
-                    problems.append(f"dataset {version}: shard {shard['key']} missing")
-    return problems
+def audit_after_fault(settings: Settings, drill_report: dict[str, Any]) -> list[str]:
+    """Run the lake audit as on-call would after the fault (every object and shard hashed, nothing too young
+    to count), put its outcome in the drill's row, and return what it found."""
+    report = audit_lake(open_store(settings=settings), open_catalog(settings), checksums=True, grace=timedelta(0))
+    findings = [f"{finding.kind.value}: {finding.subject} ({finding.detail})" for finding in report.findings]
+    drill_report["audit"] = f"{len(findings)} finding(s)" if findings else "clean"
+    return findings
 
 
 def dataset_version(airflow: AirflowClient, settings: Settings, photos: Path, build: dict[str, Any]) -> str:

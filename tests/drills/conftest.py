@@ -2,8 +2,9 @@
 and proves Colorflow came through with nothing lost and no one let in.
 
 A drill is a test marked `@pytest.mark.drill(name, fault)`; it tells the report what happened through the
-`drill_report` fixture (`outcome`, `objects_lost`). At the end of the session a table of every drill
-(drill, fault injected, outcome, objects lost) is printed and written to `.colorflow/drills.md`; pytest's
+`drill_report` fixture (`outcome`, `objects_lost`, and `audit`: what the lake audit found after the fault).
+At the end of the session a table of every drill (drill, fault injected, outcome, objects lost, lake audit)
+is printed and written to `.colorflow/drills.md`; pytest's
 exit status is non-zero when any drill failed. `make drills` runs them all; `make test` runs all but those
 marked `slow_drill`.
 """
@@ -27,12 +28,14 @@ class DrillRow:
     fault: str
     outcome: str = "not run"
     objects_lost: int | None = None
+    audit: str | None = None
     passed: bool = False
 
 
 @pytest.fixture
 def drill_report(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """What the drill found: set `outcome` (a few words) and `objects_lost` (must end up 0)."""
+    """What the drill found: set `outcome` (a few words), `objects_lost` (must end up 0) and `audit` (the
+    lake audit's verdict after the fault, `tests.drills.audit.audit_after_fault` sets it)."""
     report: dict[str, Any] = {}
     request.node.stash[REPORT_KEY] = report
     return report
@@ -51,18 +54,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     else:
         reason = str(call.excinfo.value).strip().splitlines()[0] if call.excinfo else "failed"
         outcome = f"FAILED: {reason[:100]}"
-    row = DrillRow(name, fault, outcome, found.get("objects_lost"), report.passed)
+    row = DrillRow(name, fault, outcome, found.get("objects_lost"), found.get("audit"), report.passed)
     item.config.stash.setdefault(RESULTS_KEY, []).append(row)
     return report
 
 
 def drill_table(rows: list[DrillRow]) -> str:
-    header = ("drill", "fault injected", "outcome", "objects lost")
+    header = ("drill", "fault injected", "outcome", "objects lost", "lake audit")
     lines = [
-        (row.drill, row.fault, row.outcome, "?" if row.objects_lost is None else str(row.objects_lost)) for row in rows
+        (
+            row.drill,
+            row.fault,
+            row.outcome,
+            "?" if row.objects_lost is None else str(row.objects_lost),
+            row.audit or "n/a",
+        )
+        for row in rows
     ]
     return "\n".join(
-        ["| " + " | ".join(header) + " |", "|---|---|---|---|", *("| " + " | ".join(line) + " |" for line in lines)]
+        [
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(line) + " |" for line in lines),
+        ]
     )
 
 

@@ -24,7 +24,7 @@ from pipelines.catalog import DatasetMember, Image, QualityResult, open_catalog
 from pipelines.settings import Settings
 from pipelines.shards import latest_version, load_manifest
 from pipelines.storage import open_store
-from tests.drills.audit import dataset_version, kill_task_while_running, lake_problems
+from tests.drills.audit import audit_after_fault, dataset_version, kill_task_while_running
 
 pytestmark = [pytest.mark.integration]
 
@@ -89,7 +89,7 @@ def test_a_task_killed_mid_upload_leaves_no_partial_object_and_its_retry_stores_
 
     assert airflow.wait_for_run("ingest_local", run_id, timeout_s=600) == "success"
     assert final_try(airflow, "ingest_local", run_id, killed)["try_number"] == 2, "the killed try was retried"
-    assert lake_problems(stack_settings) == []
+    assert audit_after_fault(stack_settings, drill_report) == []
     store = open_store(settings=stack_settings)
     with open_catalog(stack_settings).session() as session:
         stored = set(session.scalars(select(Image.sha256).where(Image.sha256.in_(list(drill_photos)))))
@@ -131,7 +131,7 @@ def test_a_task_killed_mid_validation_leaves_whole_verdicts_and_its_retry_judges
         ).all()
     drill_report.update(outcome="retry judged every image once, no duplicate results", objects_lost=pending)
     assert pending == 0 and repeated == []
-    assert lake_problems(stack_settings) == []
+    assert audit_after_fault(stack_settings, drill_report) == []
 
 
 @pytest.mark.drill("crash: shard write", "SIGKILL of build_dataset.write_shards while a shard is being written")
@@ -163,7 +163,7 @@ def test_a_build_killed_mid_shard_publishes_nothing_partial_and_its_retry_comple
         outcome=f"retry published {version} ({manifest['sample_count']} samples), nothing left staged",
         objects_lost=len(lost),
     )
-    assert lake_problems(stack_settings) == []
+    assert audit_after_fault(stack_settings, drill_report) == []
     assert accepted and not lost
     assert not staging_busy(stack_settings), "the retry removed what the killed try left staged"
 
@@ -211,3 +211,4 @@ def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
         objects_lost=len(gaps),
     )
     assert gaps == []
+    assert audit_after_fault(stack_settings, drill_report) == []

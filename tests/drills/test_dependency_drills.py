@@ -1,7 +1,7 @@
 """Dependencies failing under a running pipeline: the S3 server goes away during ingestion, the catalog's
-PostgreSQL restarts mid-run, MLflow stops during training. Runs on a stack of its own whose lake is a real
-S3 server (behind a switchable outage), whose catalog is a PostgreSQL server of its own, and whose alerts
-go to a local webhook receiver.
+PostgreSQL restarts or crashes mid-run, MLflow stops during training. Runs on a stack of its own whose lake
+is a real S3 server (behind a switchable outage), whose catalog is a durable PostgreSQL server of its own,
+and whose alerts go to a local webhook receiver. Each drill ends with the lake audit.
 
 MLflow going away during training is ridden out, not failed: the tracking client retries each call with
 backoff for about two minutes (MLflow's default `MLFLOW_HTTP_REQUEST_MAX_RETRIES` and backoff), so a
@@ -13,7 +13,6 @@ checkpoint: the run catches up, never with a silent gap.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from pipelines.settings import Settings
 from pipelines.shards import latest_version
 from tests.alert_receivers import Receivers, alert_receivers
 from tests.corpus import color_photo
-from tests.drills.audit import lake_problems
+from tests.drills.audit import audit_after_fault
 from tests.drills.outage import Outage
 from tests.stacks import private_stack_settings
 
@@ -53,6 +52,7 @@ class FaultStack:
     s3: Outage
     keeper: Supervisor
     catalog_server: Service
+    catalog_cluster: Path
     receivers: Receivers
 
 
@@ -70,13 +70,11 @@ def fault_stack(s3_endpoint: str) -> Iterator[FaultStack]:
     )
     home = settings.home
     keeper = Supervisor(home / "run", home / "logs")
-    postgres.prepare_cluster(home / "catalog-postgres", durable=False)
-    catalog_server = Service(
-        name="catalog-postgres",
-        argv=postgres.server_command(home / "catalog-postgres", catalog_port, durable=False),
-        env=dict(os.environ),
-        probe=lambda: postgres.is_ready(catalog_port),
-    )
+    # A durable catalog, configured as production runs one: what the drill restarts must keep what it
+    # acknowledged, or the drill would be testing a database set up to lose commits.
+    catalog_cluster = home / "catalog-postgres"
+    postgres.prepare_cluster(catalog_cluster)
+    catalog_server = postgres.server_service("catalog-postgres", catalog_cluster, catalog_port)
     keeper.start(catalog_server)
     services.up(settings)
     airflow = AirflowClient(settings.airflow_url, settings.airflow_username, settings.airflow_password)
@@ -84,7 +82,7 @@ def fault_stack(s3_endpoint: str) -> Iterator[FaultStack]:
         with alert_receivers() as receivers:
             webhook = "colorflow_alerts_webhook"
             airflow.put_connection(webhook, **receivers.connections()[webhook])
-            yield FaultStack(settings, airflow, s3, keeper, catalog_server, receivers)
+            yield FaultStack(settings, airflow, s3, keeper, catalog_server, catalog_cluster, receivers)
     finally:
         services.down(settings)
         keeper.stop(catalog_server.name)
@@ -143,35 +141,62 @@ def test_ingestion_without_s3_fails_and_alerts_and_its_rerun_completes(
         outcome=f"3 tries failed, {len(alerts)} alert(s); after S3 came back the rerun stored all {len(photos)}",
         objects_lost=len(missing),
     )
-    assert missing == [] and doubled == [] and lake_problems(settings) == []
+    assert missing == [] and doubled == [] and audit_after_fault(settings, drill_report) == []
 
 
-@pytest.mark.drill("dependency: catalog restart", "the catalog's PostgreSQL restarted while ingestion writes to it")
-def test_a_catalog_restart_mid_run_loses_and_doubles_nothing(fault_stack: FaultStack, drill_report: dict) -> None:
+CATALOG_STOPS = {
+    "fast": ("catalog restart", "the catalog's PostgreSQL restarted (pg_ctl restart -m fast) while ingestion writes"),
+    "immediate": (
+        "catalog crash",
+        "the catalog's PostgreSQL crashed (pg_ctl stop -m immediate) while ingestion writes",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param(mode, marks=pytest.mark.drill(f"dependency: {name}", fault), id=mode)
+        for mode, (name, fault) in CATALOG_STOPS.items()
+    ],
+)
+def test_a_catalog_restart_mid_run_loses_and_doubles_nothing(
+    fault_stack: FaultStack, mode: str, drill_report: dict
+) -> None:
+    """Stopped as an operator restarts it (fast: sessions ended, checkpoint written) or as a crash leaves it
+    (immediate: no checkpoint, the next start replays the log), a durable catalog keeps every commit it
+    acknowledged: the run's retry completes the photos whose writes were cut, and nothing is lost or doubled."""
     airflow, settings, keeper = fault_stack.airflow, fault_stack.settings, fault_stack.keeper
-    photos = photo_folder(settings.home, "catalog-restart", range(9800, 9880))
+    seeds = range(9800, 9880) if mode == "fast" else range(9880, 9960)
+    photos = photo_folder(settings.home, f"catalog-{mode}", seeds)
     folder = next(iter(photos.values())).parent
     run_id = airflow.start("ingest_local", {"folder": str(folder), "batch_size": 1000})
 
-    def some_stored() -> bool:
+    def stored() -> int:
         with open_catalog(settings).session() as session:
-            return session.scalar(select(func.count()).select_from(Image).where(Image.sha256.in_(list(photos)))) > 0
+            return session.scalar(select(func.count()).select_from(Image).where(Image.sha256.in_(list(photos))))
 
     deadline = time.monotonic() + 300
-    while not some_stored() and time.monotonic() < deadline:
+    while not stored() and time.monotonic() < deadline:
         time.sleep(0.1)
-    keeper.stop(fault_stack.catalog_server.name)
-    time.sleep(3)
+    postgres.stop_server(fault_stack.catalog_cluster, mode)
     keeper.start(fault_stack.catalog_server)
+    kept = stored()  # every row acknowledged before the stop, as the restarted server has them
 
     assert airflow.wait_for_run("ingest_local", run_id, timeout_s=600) == "success"
     missing, doubled = missing_or_doubled(settings, photos)
     tries = max(task["try_number"] for task in airflow.task_instances("ingest_local", run_id))
+    # The server's own account of the stop and the start after it.
+    restart = keeper.log_file(fault_stack.catalog_server.name).read_text().rpartition(f"received {mode} shutdown")[2]
+    recovered = "not properly shut down; automatic recovery in progress" in restart
     drill_report.update(
-        outcome=f"run succeeded (store took {tries} tr{'y' if tries == 1 else 'ies'}), all {len(photos)} photos once",
+        outcome=f"{kept} of {len(photos)} stored at the {mode} stop{', log replayed' if recovered else ''}; "
+        f"run succeeded (store took {tries} tr{'y' if tries == 1 else 'ies'}), all {len(photos)} photos once",
         objects_lost=len(missing),
     )
-    assert missing == [] and doubled == [] and lake_problems(settings) == []
+    assert restart, f"the server log shows no {mode} shutdown"
+    assert recovered == (mode == "immediate"), "a fast restart is clean; only a crash replays the log"
+    assert missing == [] and doubled == [] and audit_after_fault(settings, drill_report) == []
 
 
 @pytest.mark.drill("dependency: MLflow down", "the MLflow server stopped for 20 s in the middle of training")
@@ -210,3 +235,4 @@ def test_training_rides_out_an_mlflow_restart_with_no_gap(fault_stack: FaultStac
         objects_lost=len(gaps),
     )
     assert gaps == [] and mlflow.get_run(summary["run_id"]).info.status == "FINISHED"
+    assert audit_after_fault(settings, drill_report) == []

@@ -17,7 +17,7 @@ import pytest
 from embedded.airflow_api import AirflowClient
 from pipelines.settings import Settings
 from tests.corpus import color_photo
-from tests.drills.audit import PER_RUN_PREFIXES, catalog_rows, dataset_version, lake_objects, lake_problems
+from tests.drills.audit import PER_RUN_PREFIXES, audit_after_fault, catalog_rows, dataset_version, lake_objects
 
 pytestmark = [pytest.mark.integration]
 
@@ -95,4 +95,4 @@ def test_a_rerun_of_the_same_interval_changes_nothing(
         objects_lost=lost,
     )
     assert changed_objects == [] and changed_rows == {}, (changed_objects[:5], changed_rows)
-    assert lake_problems(stack_settings) == []
+    assert audit_after_fault(stack_settings, drill_report) == []

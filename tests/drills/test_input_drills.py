@@ -19,6 +19,7 @@ from pipelines.raw_zone import content_digest
 from pipelines.settings import Settings
 from pipelines.sources.local import MAX_FILE_BYTES, discover_photos
 from tests.corpus import color_photo, tricky_corpus
+from tests.drills.audit import audit_after_fault
 
 pytestmark = [pytest.mark.integration]
 
@@ -79,3 +80,4 @@ def test_every_hostile_file_is_accounted_for_and_nothing_crashes(
     )
     assert unaccounted == []
     assert {path.name for path in refused} == {"key.jpg", "again.jpg", "pipe.jpg", "huge.tif"}, refused
+    assert audit_after_fault(stack_settings, drill_report) == []

@@ -28,7 +28,7 @@ from pipelines.sources.flickr import DEFAULT_LICENSES
 from pipelines.storage import open_store
 from sandbox.flickr import FlickrCatalogue
 from sandbox.library import PhotoLibrary
-from tests.drills.audit import TASK_TITLE, lake_problems
+from tests.drills.audit import TASK_TITLE, audit_after_fault
 from tests.stacks import private_stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow_drill]
@@ -135,4 +135,4 @@ def test_five_thousand_photos_in_one_backfill(
     )
     assert failures == 0 and not missing
     assert images == objects == len(seen) == len(set(seen)), "one image, one object and one sighting per photo"
-    assert lake_problems(settings) == []
+    assert audit_after_fault(settings, drill_report) == []

@@ -36,6 +36,7 @@ from pipelines.sources.web import Window, store_candidates
 from pipelines.storage import open_store
 from sandbox import credentials
 from tests.corpus import color_photo
+from tests.drills.audit import audit_after_fault
 
 pytestmark = [pytest.mark.integration]
 
@@ -169,6 +170,7 @@ def test_a_source_pointing_at_internal_addresses_is_refused_and_recorded(
     assert stored == 1 and counts["fetch_failed"] == len(targets) + 1
     assert len(refused) == len(targets) + 1, failures
     assert all("internal address" in failures[url] or "only http" in failures[url] for url in refused)
+    assert audit_after_fault(settings, drill_report) == []
 
 
 def tar_with(*entries: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
