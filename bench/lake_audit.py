@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bench.report import write_results
-from pipelines.catalog import Catalog, Image, Sighting, utcnow
+from pipelines.catalog import Catalog, Image, ImageStatus, Sighting, utcnow
 from pipelines.lake_audit import audit_lake
 from pipelines.raw_zone import raw_key
 from pipelines.storage import FileStore
@@ -48,7 +48,7 @@ def build_lake(folder: Path, count: int) -> tuple[FileStore, Catalog]:
                 "raw_key": raw_key(sha256, "jpg"),
                 "format": "jpg",
                 "byte_size": OBJECT_BYTES,
-                "status": "pending",
+                "status": ImageStatus.PENDING,
                 "first_seen_at": now,
             }
         )

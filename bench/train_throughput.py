@@ -38,7 +38,7 @@ from bench.photos import library_jpegs, store_raw
 from bench.report import write_results
 from models.data import AB_SCALE
 from models.train import TrainConfig, Trainer
-from pipelines.catalog import Catalog, Sighting, utcnow
+from pipelines.catalog import Catalog, ImageStatus, Sighting, utcnow
 from pipelines.catalog import Image as ImageRow
 from pipelines.shards import ShardParams, build_dataset
 from pipelines.storage import FileStore
@@ -83,7 +83,9 @@ def prepare(root: Path) -> tuple[list[Path], str, str]:
             paths[-1].write_bytes(data)
             member = store_raw(store, data)
             image = {"sha256": member.sha256, "raw_key": member.raw_key, "format": "jpg", "byte_size": len(data)}
-            catalog.upsert(session, ImageRow, [{**image, "status": "accepted", "first_seen_at": utcnow()}], ["sha256"])
+            catalog.upsert(
+                session, ImageRow, [{**image, "status": ImageStatus.ACCEPTED, "first_seen_at": utcnow()}], ["sha256"]
+            )
             sighting = {"source": "bench", "source_id": str(number), "image_sha256": member.sha256, "url": "-"}
             catalog.upsert(
                 session, Sighting, [{**sighting, "fetched_at": utcnow(), "run_id": "bench"}], ["source", "source_id"]

@@ -19,6 +19,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from colorflow_alerts import fail_fast, task_defaults
 from colorflow_context import data_window
 from colorflow_ingest import connect, store_photos, summarize
+from pipelines.licenses import FLICKR_ALLOWED_LICENSES
 
 
 @dag(
@@ -38,7 +39,7 @@ from colorflow_ingest import connect, store_photos, summarize
             description="Photos with any of these tags.",
         ),
         "licenses": Param(
-            [4, 5, 7, 8, 9, 10, 11, 12],
+            list(FLICKR_ALLOWED_LICENSES),
             type="array",
             description="Allowed Flickr license ids (flickr.photos.licenses.getInfo).",
         ),

@@ -28,6 +28,7 @@ from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, 
 
 from colorflow_alerts import overdue_run_alert, task_defaults
 from colorflow_assets import LAB_DATASET
+from colorflow_training import train_from_context
 
 DEADLINE = timedelta(hours=float(os.environ.get("COLORFLOW_TRAIN_DEADLINE_HOURS", "8")))
 
@@ -66,9 +67,7 @@ def _optional(kind: str, description: str, **bounds: object) -> Param:
 def train_colorizer() -> None:
     @task(queue="gpu", pool="gpu")
     def train() -> dict:
-        from models.launch import train_for_airflow
-
-        return train_for_airflow(get_current_context())
+        return train_from_context(get_current_context())
 
     @task
     def evaluate_and_promote(summary: dict) -> dict:

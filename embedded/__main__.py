@@ -11,7 +11,7 @@ from pathlib import Path
 
 from embedded import services
 from embedded.demo import run_demo
-from pipelines.settings import get_settings
+from embedded.settings import get_stack_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "airflow":
-        os.execve(services.BIN / "airflow", ["airflow", *extra], services.airflow_env(get_settings()))
+        os.execve(services.BIN / "airflow", ["airflow", *extra], services.airflow_env(get_stack_settings()))
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings = get_settings()
+    settings = get_stack_settings()
     if args.command == "up":
         services.up(settings)
         print(f"Airflow UI  {settings.airflow_url}  (login {settings.airflow_username} / {settings.airflow_password})")

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
-from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
-from pipelines.settings import Settings
+from embedded.settings import StackSettings
+from pipelines.catalog import FetchFailure, Image, ImageStatus, Sighting, open_catalog
 from pipelines.shards import describe, latest_version, load_manifest
 from pipelines.storage import open_store
 
@@ -64,7 +64,7 @@ class Outcome:
         return bool(self.states) and all(state == "success" for state in self.states)
 
 
-def lake_counts(settings: Settings) -> dict[str, int]:
+def lake_counts(settings: StackSettings) -> dict[str, int]:
     store = open_store(settings=settings)
     catalog = open_catalog(settings)
     return {
@@ -75,12 +75,12 @@ def lake_counts(settings: Settings) -> dict[str, int]:
     }
 
 
-def verdict_counts(settings: Settings) -> dict[str, int]:
+def verdict_counts(settings: StackSettings) -> dict[str, int]:
     """Accepted images, and rejected ones by reason (an image with several reasons counts under each)."""
     counts: Counter[str] = Counter()
     with open_catalog(settings).session() as session:
         for status, reasons in session.execute(select(Image.status, Image.reject_reasons)):
-            if status != "rejected":
+            if status != ImageStatus.REJECTED:
                 counts[status] += 1
                 continue
             for reason in reasons or ["(no reason recorded)"]:
@@ -88,7 +88,7 @@ def verdict_counts(settings: Settings) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def latest_dataset(settings: Settings) -> str:
+def latest_dataset(settings: StackSettings) -> str:
     """The newest published dataset version, described for people."""
     version = latest_version(open_catalog(settings))
     if version is None:
@@ -96,7 +96,7 @@ def latest_dataset(settings: Settings) -> str:
     return describe(load_manifest(open_store(settings=settings), version)).replace("\n", "\n  ")
 
 
-def latest_training(settings: Settings) -> str:
+def latest_training(settings: StackSettings) -> str:
     """The newest colorizer run in MLflow: its status, metrics and where to see it."""
     from mlflow.tracking import MlflowClient
 
@@ -117,7 +117,7 @@ def latest_training(settings: Settings) -> str:
     return f"run {run.info.run_id} {run.info.status} on dataset {dataset}\n  {metrics}\n  {page}"
 
 
-def colorize_panel(settings: Settings) -> str:
+def colorize_panel(settings: StackSettings) -> str:
     """Colorize the evaluation panel with the champion, into <home>/colorized/; says what and where."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -165,7 +165,7 @@ def wait_for_asset_run(client: AirflowClient, dag_id: str, since: datetime, time
     raise TimeoutError(f"no asset-triggered run of {dag_id} appeared within {timeout_s:.0f} s")
 
 
-def run_demo(settings: Settings) -> int:
+def run_demo(settings: StackSettings) -> int:
     """Run each demo step in turn; returns a process exit code."""
     client = AirflowClient(settings.airflow_url, settings.airflow_username, settings.airflow_password)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -186,7 +186,7 @@ def run_demo(settings: Settings) -> int:
     return ui_check.report(settings)
 
 
-def summary(settings: Settings, outcomes: list[Outcome], before: dict[str, int], after: dict[str, int]) -> str:
+def summary(settings: StackSettings, outcomes: list[Outcome], before: dict[str, int], after: dict[str, int]) -> str:
     lines = ["", "Colorflow demo", "=============="]
     for outcome in outcomes:
         states = ", ".join(f"{outcome.states.count(state)} {state}" for state in sorted(set(outcome.states)))

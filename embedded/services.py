@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 from embedded import postgres
+from embedded.settings import StackSettings
 from embedded.supervisor import Service, Supervisor
 from pipelines.catalog import open_catalog
-from pipelines.settings import REPO_ROOT, Settings
+from pipelines.settings import REPO_ROOT
 from sandbox import credentials
 
 logger = logging.getLogger(__name__)
@@ -30,21 +31,25 @@ AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 AIRFLOW_DATABASE = "airflow"
 
 
-def supervisor(settings: Settings) -> Supervisor:
+def supervisor(settings: StackSettings) -> Supervisor:
     return Supervisor(settings.home / "run", settings.logs_dir)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as `COLORFLOW_*` variables, so every process and task sees the same lake and catalog."""
+def settings_env(settings: StackSettings) -> dict[str, str]:
+    """The settings as `COLORFLOW_*` variables (the quality section as `COLORFLOW_QUALITY_*`), so every
+    process and task of the stack sees the same lake, catalog and thresholds."""
+    values = settings.model_dump(mode="json")
+    sections = {"COLORFLOW_": values, "COLORFLOW_QUALITY_": values.pop("quality")}
     env = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            # Lists and booleans in the JSON form pydantic-settings reads back.
-            env[f"COLORFLOW_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    for prefix, section in sections.items():
+        for name, value in section.items():
+            if value is not None:
+                # Lists and booleans in the JSON form pydantic-settings reads back.
+                env[f"{prefix}{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 
-def _stack_secrets(settings: Settings) -> dict[str, str]:
+def _stack_secrets(settings: StackSettings) -> dict[str, str]:
     """Keys Airflow's components must share (JWT signing, Fernet), made once and kept private."""
     path = settings.home / "secrets.json"
     if path.exists():
@@ -62,7 +67,7 @@ def _stack_secrets(settings: Settings) -> dict[str, str]:
     return values
 
 
-def sandbox_connections(settings: Settings) -> dict[str, str]:
+def sandbox_connections(settings: StackSettings) -> dict[str, str]:
     """Airflow connections that point each source at its sandbox stand-in, as `AIRFLOW_CONN_*` variables.
 
     Production defines the same connection ids with the real hosts and keys; nothing else changes. The
@@ -105,7 +110,7 @@ def sandbox_connections(settings: Settings) -> dict[str, str]:
     return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()}
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
+def airflow_env(settings: StackSettings) -> dict[str, str]:
     """Environment for every Airflow command of the embedded stack, tasks included."""
     airflow_home = settings.home / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
@@ -149,11 +154,11 @@ def _airflow_component_healthy(component: str):
     return check
 
 
-def postgres_service(settings: Settings) -> Service:
+def postgres_service(settings: StackSettings) -> Service:
     return postgres.server_service("postgres", settings.home / "postgres", settings.postgres_port)
 
 
-def stack_services(settings: Settings) -> list[Service]:
+def stack_services(settings: StackSettings) -> list[Service]:
     """The services of the embedded stack, in start order (the database before Airflow)."""
     services = [postgres_service(settings)]
     if settings.sandbox:
@@ -221,7 +226,7 @@ def stack_services(settings: Settings) -> list[Service]:
 POOLS = (("gpu", 1, "GPU training nodes: one training task per slot"),)
 
 
-def up(settings: Settings) -> None:
+def up(settings: StackSettings) -> None:
     """Prepare the databases and start every service that is not already running; idempotent."""
     settings.home.mkdir(parents=True, exist_ok=True)
     open_catalog(settings)
@@ -248,12 +253,12 @@ def up(settings: Settings) -> None:
         keeper.wait_healthy(service)
 
 
-def down(settings: Settings) -> list[str]:
+def down(settings: StackSettings) -> list[str]:
     """Stop the services `up` started (by PID file), last started first; returns those that were running."""
     return [service.name for service in reversed(stack_services(settings)) if supervisor(settings).stop(service.name)]
 
 
-def status(settings: Settings) -> dict[str, str]:
+def status(settings: StackSettings) -> dict[str, str]:
     keeper = supervisor(settings)
     return {
         service.name: "healthy"

@@ -42,10 +42,10 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from embedded.airflow_api import AirflowClient, AirflowError
+from embedded.settings import StackSettings
 from models.registry import MODEL_NAME
 from models.tracking import EXPERIMENT
 from pipelines.browser import BrowserUnavailable, HeadlessChromium
-from pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class _Session:
 
 
 def check_uis(
-    settings: Settings,
+    settings: StackSettings,
     folder: Path | None = None,
     dag_id: str = DEFAULT_DAG,
     run_id: str | None = None,
@@ -182,7 +182,7 @@ def check_uis(
     return session.screenshots
 
 
-def report(settings: Settings, **options: Any) -> int:
+def report(settings: StackSettings, **options: Any) -> int:
     """Run the checks and print each screenshot's path, or the failure without a traceback; an exit code."""
     try:
         screenshots = check_uis(settings, **options)
@@ -207,7 +207,7 @@ def _airflow_error(driver: Any) -> str | None:
     return None
 
 
-def _airflow_login(session: _Session, settings: Settings) -> AirflowClient:
+def _airflow_login(session: _Session, settings: StackSettings) -> AirflowClient:
     """Sign in through the login page; returns an API client signed in with the same credentials, which
     the later checks ask what the pages must show."""
     driver = session.driver

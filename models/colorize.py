@@ -35,10 +35,10 @@ from models.data import from_network, to_network
 from models.networks import NetworkConfig, build_generator, colorize_ab
 from pipelines.image_facts import DECODED_FORMATS, as_rgb
 from pipelines.lab import fit_to_gamut, lab8_to_rgb, rgb_to_lab8
+from pipelines.settings import MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
-MAX_PIXELS = 100_000_000  # 10000 x 10000: larger is a decompression bomb more often than a photo
 INPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 DEFAULT_MODEL = "models:/colorizer@champion"
 

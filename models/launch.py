@@ -131,35 +131,6 @@ def launch(config: TrainConfig, tags: dict[str, str] | None = None, env: dict[st
     return summary
 
 
-def train_for_airflow(context: Any) -> dict:
-    """The `train_colorizer` task: pick the dataset version (params, else the triggering event, else the
-    newest), resume an earlier try of this same task if it left a checkpoint, and train."""
-    from models.tracking import run_tagged
-    from pipelines.catalog import open_catalog
-    from pipelines.settings import get_settings
-    from pipelines.shards import latest_version
-
-    params, settings = context["params"], get_settings()
-    events = [event for events in (context.get("triggering_asset_events") or {}).values() for event in events]
-    from_event = next((event.extra.get("version") for event in reversed(events) if event.extra), None)
-    version = params.get("dataset_version") or from_event or latest_version(open_catalog(settings))
-    if not version:
-        raise ValueError("no dataset version is published yet: run build_dataset first")
-    ti = context["ti"]
-    tags = {"dag_id": ti.dag_id, "airflow_run_id": ti.run_id, "airflow_try_number": str(ti.try_number)}
-    tags |= {"git_commit": git_commit(), "dataset_version": version}
-    resume = params.get("resume_run_id") or ""
-    if not resume and ti.try_number > 1:
-        resume = run_tagged(settings.mlflow_tracking_uri, "colorizer", {"airflow_run_id": ti.run_id})
-        logger.info("try %d resumes run %s", ti.try_number, resume or "(none found: starting over)")
-    overrides = {name: params[name] for name in TRAINING_PARAMS if params.get(name) is not None}
-    config = for_this_node(TrainConfig(dataset=version, resume=resume), overrides)
-    return launch(config, tags=tags)
-
-
-TRAINING_PARAMS = ("steps", "batch_size", "lr_g", "lr_d", "ngf", "ndf", "crop_size", "checkpoint_every")
-
-
 def git_commit() -> str:
     """The code's commit, for the run's tags: from the environment in images, from git in a checkout."""
     if os.environ.get("COLORFLOW_GIT_COMMIT"):

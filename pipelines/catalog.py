@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,14 @@ class Base(DeclarativeBase):
     pass
 
 
+class ImageStatus(StrEnum):
+    """Where an image stands: pending until the quality stage judges it, then accepted or rejected."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
 class Image(Base):
     """One distinct image, identified by the SHA-256 of its bytes as fetched."""
 
@@ -67,7 +76,7 @@ class Image(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     phash: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=ImageStatus.PENDING, index=True)
     reject_reasons: Mapped[list[str] | None] = mapped_column(JSON)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     verdict_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -238,7 +247,7 @@ class Catalog:
                 "raw_key": raw_key,
                 "format": format,
                 "byte_size": byte_size,
-                "status": "pending",
+                "status": ImageStatus.PENDING,
                 "first_seen_at": utcnow(),
             }
             return self.upsert(session, Image, [row], key=["sha256"]) == 1

@@ -35,6 +35,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage.color import lab2rgb, rgb2lab
 
+from pipelines.settings import MAX_PIXELS
+
 logger = logging.getLogger(__name__)
 
 # Photo formats the lake takes (the raw zone's; JPEG's opener also returns MPO, the multi-picture JPEG).
@@ -118,7 +120,7 @@ class ImageFacts:
     phash: str | None = None
 
 
-def extract_facts(data: bytes, *, max_pixels: int = 50_000_000, analysis_side: int = 160) -> ImageFacts:
+def extract_facts(data: bytes, *, max_pixels: int = MAX_PIXELS, analysis_side: int = 160) -> ImageFacts:
     """The facts of one raw object. Never raises: whatever goes wrong is reported in `decode_error`.
 
     `max_pixels` bounds the width times height an image may declare before it is decoded (its decoded

@@ -46,44 +46,22 @@ import numpy as np
 import pandas as pd
 from PIL import Image as PILImage
 from PIL import ImageOps
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from pipelines.catalog import Catalog, Image, QualityResult, Sighting, utcnow
+from pipelines.catalog import Catalog, Image, ImageStatus, QualityResult, Sighting, utcnow
 from pipelines.image_facts import ImageFacts, extract_facts
 from pipelines.near_duplicates import HashIndex
 from pipelines.raw_zone import quarantine_key
-from pipelines.settings import REPO_ROOT, Settings
+from pipelines.settings import EXPECTATIONS_DIR, MAX_PIXELS, NEAR_DUPLICATE_DISTANCE, Settings, get_settings
 from pipelines.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 ROW_SUITE_FILE = "image_rows.json"
 BATCH_SUITE_FILE = "image_batch.json"
-PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 
-# Licenses that allow training a model and publishing it: public domain, CC0, CC BY and CC BY-SA in the
-# spellings Flickr, COCO, Kaggle and Unsplash use. Non-commercial and no-derivatives licenses, "all rights
-# reserved" (Instagram) and research-only terms (ImageNet) stay out unless an operator adds them, the same
-# rule `pipelines.sources.flickr` applies when it searches.
-DEFAULT_LICENSE_ALLOW_LIST = (
-    "Unsplash License",
-    "CC BY 2.0",
-    "CC BY-SA 2.0",
-    "CC BY 4.0",
-    "CC BY-SA 4.0",
-    "CC0 1.0",
-    "CC0: Public Domain",
-    "Public Domain Mark 1.0",
-    "No known copyright restrictions",
-    "United States Government Work",
-    "Attribution License",
-    "Attribution-ShareAlike License",
-)
 # A perceptual hash says nothing about an image without structure (a flat fill hashes like any other flat
 # fill), so images whose lightness barely varies (CIE L* standard deviation, 0-100) are not compared.
 MIN_LIGHTNESS_SPREAD_FOR_PHASH = 1.0
@@ -130,28 +108,6 @@ SOURCE_COLUMNS = (
 ROW_RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["sha256"]}
 SOURCE_RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["scope", "source"]}
 NULL_EXPECTATIONS = frozenset({"expect_column_values_to_be_null", "expect_column_values_to_not_be_null"})
-
-
-class QualitySettings(BaseSettings):
-    """What the quality stage measures and allows; thresholds that judge images live in the suites."""
-
-    model_config = SettingsConfigDict(env_prefix="COLORFLOW_QUALITY_", extra="ignore")
-
-    license_allow_list: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_LICENSE_ALLOW_LIST),
-        description="License names (as sightings record them) that allow training on a photo; JSON list.",
-    )
-    unlicensed_sources: list[str] = Field(
-        default_factory=lambda: ["local"],
-        description="Sources whose photos may carry no license: the operator vouches for their own folder.",
-    )
-    near_duplicate_distance: int = Field(
-        default=6, description="Largest perceptual-hash Hamming distance (of 64 bits) that counts as a copy."
-    )
-    max_pixels: int = Field(default=50_000_000, description="Largest width x height decoded (bomb guard).")
-    analysis_side: int = Field(default=256, description="Long side of the copy color facts are measured on.")
-    batch_limit: int | None = Field(default=None, description="Most pending images judged in one run.")
-    expectations_dir: Path = Field(default=EXPECTATIONS_DIR, description="Folder of the suites' JSON files.")
 
 
 class BatchRejected(RuntimeError):
@@ -249,7 +205,7 @@ def pending_images(catalog: Catalog, limit: int | None = None) -> list[PendingIm
     with catalog.session() as session:
         query = (
             select(Image.sha256, Image.raw_key, Image.first_seen_at)
-            .where(Image.status == PENDING)
+            .where(Image.status == ImageStatus.PENDING)
             .order_by(Image.sha256)
         )
         if limit is not None:
@@ -292,8 +248,8 @@ def facts_table(
     license_allow_list: Iterable[str],
     *,
     unlicensed_sources: Iterable[str] = ("local",),
-    near_duplicate_distance: int = 6,
-    max_pixels: int = 50_000_000,
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
+    max_pixels: int = MAX_PIXELS,
     analysis_side: int = 256,
 ) -> pd.DataFrame:
     """One row per image, in sha256 order: its raw key, the sources that offered it (comma-separated), its
@@ -341,7 +297,7 @@ def _keep_preference(row: Mapping[str, Any]) -> tuple:
     return (not row["license_allowed"], toned, size, row["first_seen_at"], row["sha256"])
 
 
-def pixel_digest(data: bytes, max_pixels: int = 50_000_000) -> str | None:
+def pixel_digest(data: bytes, max_pixels: int = MAX_PIXELS) -> str | None:
     """SHA-256 of the pixels as shown (orientation applied, RGBA), or None when they cannot be read."""
     try:
         with PILImage.open(io.BytesIO(data)) as image:
@@ -354,7 +310,7 @@ def pixel_digest(data: bytes, max_pixels: int = 50_000_000) -> str | None:
 
 
 def mark_duplicates(
-    store: ObjectStore, catalog: Catalog, rows: list[dict[str, Any]], max_distance: int, max_pixels: int = 50_000_000
+    store: ObjectStore, catalog: Catalog, rows: list[dict[str, Any]], max_distance: int, max_pixels: int = MAX_PIXELS
 ) -> None:
     """Fill `duplicate_of` and `near_duplicate_of` in `rows` (facts-table rows) in place.
 
@@ -378,7 +334,9 @@ def mark_duplicates(
     with catalog.session() as session:
         accepted = session.execute(
             select(Image.sha256, Image.phash, Image.width, Image.height, Image.raw_key)
-            .where(Image.status == ACCEPTED, Image.phash.is_not(None), func.length(Image.phash) == hash_length)
+            .where(
+                Image.status == ImageStatus.ACCEPTED, Image.phash.is_not(None), func.length(Image.phash) == hash_length
+            )
             .order_by(Image.sha256)
         ).all()
     kept = [
@@ -620,9 +578,9 @@ def apply_verdicts(
             row = rows[sha256]
             session.execute(
                 update(Image)
-                .where(Image.sha256 == sha256, Image.status == PENDING)
+                .where(Image.sha256 == sha256, Image.status == ImageStatus.PENDING)
                 .values(
-                    status=ACCEPTED if verdict.accepted else REJECTED,
+                    status=ImageStatus.ACCEPTED if verdict.accepted else ImageStatus.REJECTED,
                     reject_reasons=None if verdict.accepted else verdict.reasons,
                     verdict_at=judged_at,
                     width=_plain(row["width"], "width"),
@@ -692,23 +650,22 @@ def validate_batch(
     store: ObjectStore,
     catalog: Catalog,
     run_id: str,
-    settings: QualitySettings | Settings | None = None,
+    settings: Settings | None = None,
     *,
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Judge every pending image (at most `limit`, else `batch_limit`), record verdicts, write the report,
     and return the run's summary: images, accepted, rejected, by_reason, report_uri, batch_failures.
 
-    `settings` may be the process-wide `Settings` a task already holds: the quality part is then read from
-    the `COLORFLOW_QUALITY_*` environment. Raises BatchRejected after recording the verdicts and writing
-    the report when a batch expectation fails. A run id validated before returns its recorded summary (and
-    raises again if it had failed).
+    The stage reads the `quality` section of `settings` (default: the process's). Raises BatchRejected
+    after recording the verdicts and writing the report when a batch expectation fails. A run id validated
+    before returns its recorded summary (and raises again if it had failed).
     """
     from pipelines.quality_report import write_report
 
-    settings = settings if isinstance(settings, QualitySettings) else QualitySettings()
-    row_suite = load_suite(ROW_SUITE_FILE, settings.expectations_dir)
-    batch_suite = load_suite(BATCH_SUITE_FILE, settings.expectations_dir)
+    quality = (settings or get_settings()).quality
+    row_suite = load_suite(ROW_SUITE_FILE, quality.expectations_dir)
+    batch_suite = load_suite(BATCH_SUITE_FILE, quality.expectations_dir)
     prefix = report_prefix(run_id)
     summary_key = f"{prefix}summary.json"
     labels = {
@@ -726,17 +683,17 @@ def validate_batch(
         _raise_if_failed(summary)
         return summary
 
-    images = pending_images(catalog, limit if limit is not None else settings.batch_limit)
+    images = pending_images(catalog, limit if limit is not None else quality.batch_limit)
     logger.info("validating %d pending images in run %s", len(images), run_id)
     table = facts_table(
         store,
         catalog,
         images,
-        settings.license_allow_list,
-        unlicensed_sources=settings.unlicensed_sources,
-        near_duplicate_distance=settings.near_duplicate_distance,
-        max_pixels=settings.max_pixels,
-        analysis_side=settings.analysis_side,
+        quality.license_allow_list,
+        unlicensed_sources=quality.unlicensed_sources,
+        near_duplicate_distance=quality.near_duplicate_distance,
+        max_pixels=quality.max_pixels,
+        analysis_side=quality.analysis_side,
     )
     if table.empty:
         row_validation: dict[str, Any] = {"success": True, "results": []}

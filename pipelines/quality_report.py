@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
 
+from pipelines.settings import MAX_PIXELS
 from pipelines.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ THUMBNAIL_SIDE = 96
 # Thumbnails per reason group: enough to see what went wrong; the rest are listed without a picture so a
 # batch of thousands of rejects still gives a page a browser opens quickly.
 THUMBNAILS_PER_GROUP = 60
-THUMBNAIL_MAX_PIXELS = 50_000_000
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 72em;
@@ -63,7 +63,7 @@ def _text(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def thumbnail_data_uri(data: bytes, side: int = THUMBNAIL_SIDE, max_pixels: int = THUMBNAIL_MAX_PIXELS) -> str | None:
+def thumbnail_data_uri(data: bytes, side: int = THUMBNAIL_SIDE, max_pixels: int = MAX_PIXELS) -> str | None:
     """A JPEG thumbnail at most `side` pixels square as a `data:` URI, or None when the bytes do not decode
     (or declare more than `max_pixels`, which the quality stage already refused to decode)."""
     try:

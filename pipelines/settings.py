@@ -1,9 +1,10 @@
 """One typed settings object for every Colorflow component.
 
-Everything that differs between the embedded default and production is read here from `COLORFLOW_*`
-environment variables, so that DAGs, CLIs, tests and services agree on where the lake, the catalog and
-MLflow live without passing paths around. Unset values fall back to the embedded setup under
-`.colorflow/` in the repository.
+Everything that differs between a laptop and production is read here from `COLORFLOW_*` environment
+variables, so that DAGs, CLIs, tests and services agree on where the lake, the catalog and MLflow live
+without passing paths around. Unset values fall back to a working folder, `.colorflow/` in the repository.
+The quality stage's section is read from `COLORFLOW_QUALITY_*`. The embedded stack's own settings (ports,
+login, the sandbox) extend these in `embedded.settings`; nothing here knows the stand-ins exist.
 """
 
 from __future__ import annotations
@@ -14,17 +15,51 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.licenses import DEFAULT_LICENSE_ALLOW_LIST
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+# MLflow's own default for `mlflow server`: where a tracking server on this machine answers.
+DEFAULT_MLFLOW_TRACKING_URI = "http://127.0.0.1:5000"
+# The decompression-bomb guard everywhere Colorflow opens an image: a header declaring more pixels than this
+# (about 8700 x 5800, a 600 dpi scan of a large print) is refused before a pixel is decoded.
+MAX_PIXELS = 50_000_000
+# Two 64-bit perceptual hashes at most this many bits apart are the same photo resized or re-encoded, for the
+# quality stage (a copy of an accepted image) and the stitch (the same photo from two sources) alike.
+NEAR_DUPLICATE_DISTANCE = 6
+
+
+class QualitySettings(BaseSettings):
+    """What the quality stage measures and allows; thresholds that judge images live in the suites."""
+
+    model_config = SettingsConfigDict(env_prefix="COLORFLOW_QUALITY_", extra="ignore")
+
+    license_allow_list: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LICENSE_ALLOW_LIST),
+        description="License names (as sightings record them) that allow training on a photo; JSON list.",
+    )
+    unlicensed_sources: list[str] = Field(
+        default_factory=lambda: ["local"],
+        description="Sources whose photos may carry no license: the operator vouches for their own folder.",
+    )
+    near_duplicate_distance: int = Field(
+        default=NEAR_DUPLICATE_DISTANCE,
+        description="Largest perceptual-hash Hamming distance (of 64 bits) that counts as a copy.",
+    )
+    max_pixels: int = Field(default=MAX_PIXELS, description="Largest width x height decoded (bomb guard).")
+    analysis_side: int = Field(default=256, description="Long side of the copy color facts are measured on.")
+    batch_limit: int | None = Field(default=None, description="Most pending images judged in one run.")
+    expectations_dir: Path = Field(default=EXPECTATIONS_DIR, description="Folder of the suites' JSON files.")
 
 
 class Settings(BaseSettings):
-    """Where Colorflow keeps its data and how its services are reached."""
+    """Where Colorflow keeps its data and how it reaches MLflow and the outside services."""
 
     model_config = SettingsConfigDict(env_prefix="COLORFLOW_", extra="ignore")
 
     home: Path = Field(
         default=REPO_ROOT / ".colorflow",
-        description="Working folder of the embedded setup: lake, catalog, service state and logs.",
+        description="Working folder: the default lake and catalog, service state and logs.",
     )
     lake_url: str = Field(
         default="", description="Object store root: file:///path or s3://bucket/prefix (default: <home>/lake)."
@@ -35,19 +70,7 @@ class Settings(BaseSettings):
     catalog_url: str = Field(
         default="", description="SQLAlchemy URL of the catalog (default: SQLite file <home>/catalog.db)."
     )
-    mlflow_tracking_uri: str = Field(
-        default="", description="MLflow tracking server (default: the embedded server on mlflow_port)."
-    )
-    bind_host: str = Field(default="127.0.0.1", description="Address the embedded services listen on.")
-    airflow_port: int = Field(default=8080, description="Port of the embedded Airflow API server and UI.")
-    mlflow_port: int = Field(default=5000, description="Port of the embedded MLflow tracking server.")
-    sandbox_port: int = Field(default=8790, description="Port of the sandbox host (stand-ins for web services).")
-    postgres_port: int = Field(default=5433, description="Port of the embedded PostgreSQL (Airflow's metadata).")
-    airflow_username: str = Field(default="admin", description="Login of the embedded Airflow UI.")
-    airflow_password: str = Field(default="admin", description="Password of the embedded Airflow UI.")
-    sandbox: bool = Field(
-        default=True, description="Point sources at the local sandbox stand-ins instead of the real services."
-    )
+    mlflow_tracking_uri: str = Field(default=DEFAULT_MLFLOW_TRACKING_URI, description="MLflow tracking server.")
     http_allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts (name or name:port) connectors may reach even at internal addresses; JSON list.",
@@ -56,32 +79,17 @@ class Settings(BaseSettings):
         default=None,
         description="Folder ingest_local reads by default (None: the sample photos shipped in pip packages).",
     )
+    # Read from COLORFLOW_QUALITY_* by the section itself (made anew, so the environment is read then).
+    quality: QualitySettings = Field(default_factory=QualitySettings, description="The quality stage's settings.")
 
     @model_validator(mode="after")
-    def _derive_embedded_defaults(self) -> Settings:
+    def _derive_working_folder_defaults(self) -> Settings:
         self.home = self.home.resolve()
         if not self.lake_url:
             self.lake_url = (self.home / "lake").as_uri()
         if not self.catalog_url:
             self.catalog_url = f"sqlite:///{self.home / 'catalog.db'}"
-        if not self.mlflow_tracking_uri:
-            self.mlflow_tracking_uri = f"http://{self.bind_host}:{self.mlflow_port}"
-        sandbox_host = f"{self.bind_host}:{self.sandbox_port}"
-        if self.sandbox and sandbox_host not in self.http_allowed_hosts:
-            self.http_allowed_hosts = [*self.http_allowed_hosts, sandbox_host]
         return self
-
-    @property
-    def airflow_url(self) -> str:
-        return f"http://{self.bind_host}:{self.airflow_port}"
-
-    @property
-    def sandbox_url(self) -> str:
-        return f"http://{self.bind_host}:{self.sandbox_port}"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.home / "logs"
 
 
 @lru_cache(maxsize=1)

@@ -48,11 +48,11 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 from sqlalchemy import select
 
-from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, Sighting, utcnow
+from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, ImageStatus, Sighting, utcnow
 from pipelines.image_facts import DECODED_FORMATS, EXIF_ORIENTATION, as_rgb
 from pipelines.lab import LAB_ENCODING, rgb_to_lab8
 from pipelines.near_duplicates import HashIndex
-from pipelines.quality import ACCEPTED
+from pipelines.settings import NEAR_DUPLICATE_DISTANCE
 from pipelines.storage import ObjectNotFound, ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class ShardParams:
     load_size: int = 286  # training takes random 256 crops, as in pix2pix (load 286, crop 256)
     shard_size: int = 500  # samples per shard: about 120 MB, large enough to stream efficiently
     split_ratios: tuple[tuple[str, float], ...] = (("train", 0.90), ("val", 0.05), ("test", 0.05))
-    near_duplicate_distance: int = 6  # perceptual-hash bits of 64, as in the quality stage
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE  # perceptual-hash bits of 64
     sources: tuple[str, ...] = ()  # empty: every source
     since: date | None = None  # first fetched on or after this day (UTC)
     until: date | None = None  # first fetched before this day (UTC)
@@ -232,7 +232,7 @@ def select_candidates(catalog: Catalog, params: ShardParams) -> list[Candidate]:
     query = (
         select(Image.sha256, Image.raw_key, Image.format, Image.phash, Image.first_seen_at, Sighting.source)
         .join(Sighting, Sighting.image_sha256 == Image.sha256)
-        .where(Image.status == ACCEPTED)
+        .where(Image.status == ImageStatus.ACCEPTED)
     )
     if params.sources:
         query = query.where(Sighting.source.in_(params.sources))

@@ -28,10 +28,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-import requests
 from airflow.sdk import BaseHook, BaseNotifier, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 logger = logging.getLogger("colorflow.alerts")
 
@@ -123,21 +121,29 @@ def configured_connection(connection_id: str) -> Any | None:
 
 
 def _is_transient(error: BaseException) -> bool:
+    import requests
+
     if isinstance(error, requests.HTTPError) and error.response is not None:
         return error.response.status_code == 429 or error.response.status_code >= 500
     return isinstance(error, (requests.ConnectionError, requests.Timeout))
 
 
-@retry(
-    retry=retry_if_exception(_is_transient),
-    stop=stop_after_attempt(3),
-    wait=wait_exponential(multiplier=0.5, max=8),
-    reraise=True,
-)
-def post_json(url: str, body: dict[str, Any], **kwargs: Any) -> requests.Response:
-    """POST a JSON alert, retrying what the receiver may get over (refused connections, 429, 5xx)."""
-    response = requests.post(url, json=body, timeout=HTTP_TIMEOUT_S, **kwargs)
-    response.raise_for_status()
+def post_json(url: str, body: dict[str, Any], **kwargs: Any) -> Any:
+    """POST a JSON alert, retrying what the receiver may get over (refused connections, 429, 5xx); returns the
+    `requests` response. Both libraries are imported here, when an alert goes out, not when a DAG is parsed."""
+    import requests
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+    retrying = Retrying(
+        retry=retry_if_exception(_is_transient),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            response = requests.post(url, json=body, timeout=HTTP_TIMEOUT_S, **kwargs)
+            response.raise_for_status()
     return response
 
 

@@ -17,8 +17,8 @@ import requests
 from embedded import postgres, services
 from embedded.airflow_api import AirflowClient
 from embedded.ports import free_port, running_server
+from embedded.settings import StackSettings
 from embedded.supervisor import Supervisor
-from pipelines.settings import Settings
 from tests.stacks import private_stack_settings
 
 # Airflow reads its configuration at import: give the test process a private, example-free home.
@@ -95,7 +95,7 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stack_settings() -> Iterator[Settings]:
+def stack_settings() -> Iterator[StackSettings]:
     settings = private_stack_settings("colorflow-stack-")
     home = settings.home
     services.up(settings)
@@ -108,7 +108,7 @@ def stack_settings() -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def airflow(stack_settings: Settings) -> AirflowClient:
+def airflow(stack_settings: StackSettings) -> AirflowClient:
     return AirflowClient(stack_settings.airflow_url, stack_settings.airflow_username, stack_settings.airflow_password)
 
 

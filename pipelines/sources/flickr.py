@@ -29,35 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType, redact_url
+from pipelines.licenses import FLICKR_ALLOWED_LICENSES, FLICKR_LICENSE_NAMES
 from pipelines.settings import Settings
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "flickr"
-# The product's allow-list: CC BY and CC BY-SA (2.0 and 4.0), no known copyright restrictions, US
-# government work, CC0 and the Public Domain Mark. Non-commercial and no-derivatives licenses stay out.
-DEFAULT_LICENSES = (4, 5, 7, 8, 9, 10, 11, 12)
-# Flickr's license ids (flickr.photos.licenses.getInfo); 11 to 16 arrived with CC 4.0 in June 2025.
-LICENSE_NAMES = {
-    0: "All Rights Reserved",
-    1: "CC BY-NC-SA 2.0",
-    2: "CC BY-NC 2.0",
-    3: "CC BY-NC-ND 2.0",
-    4: "CC BY 2.0",
-    5: "CC BY-SA 2.0",
-    6: "CC BY-ND 2.0",
-    7: "No known copyright restrictions",
-    8: "United States Government Work",
-    9: "CC0 1.0",
-    10: "Public Domain Mark 1.0",
-    11: "CC BY 4.0",
-    12: "CC BY-SA 4.0",
-    13: "CC BY-ND 4.0",
-    14: "CC BY-NC 4.0",
-    15: "CC BY-NC-SA 4.0",
-    16: "CC BY-NC-ND 4.0",
-}
 DEFAULT_LIMIT = 500
 SEARCH_RESULT_LIMIT = 4000  # Flickr answers at most the first 4,000 results of a search
 PER_PAGE = 500  # Flickr's maximum, so a 4,000-result part takes 8 calls
@@ -239,7 +217,7 @@ def to_candidate(
         page_url=f"{config.web_url}/photos/{owner}/{photo_id}/",
         author=record.get("ownername") or owner,
         author_url=f"{config.web_url}/photos/{owner}/",
-        license=LICENSE_NAMES.get(license_id, f"Flickr license {license_id}"),
+        license=FLICKR_LICENSE_NAMES.get(license_id, f"Flickr license {license_id}"),
         extra={"uploaded_at": uploaded_at.isoformat(), "license_id": license_id, "title": record.get("title", "")},
     )
 
@@ -249,7 +227,7 @@ def discover(
     http: HttpClient,
     window: Window,
     tags: Sequence[str],
-    licenses: Iterable[int] = DEFAULT_LICENSES,
+    licenses: Iterable[int] = FLICKR_ALLOWED_LICENSES,
     limit: int = DEFAULT_LIMIT,
 ) -> list[Candidate]:
     """Photos with any of `tags`, under an allowed license, uploaded in `window`: oldest first, at most `limit`."""

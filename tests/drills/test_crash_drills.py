@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from models.launch import CPU_PROFILE
 from models.tracking import EXPERIMENT, run_tagged
 from models.train import checkpoint_prefix, latest_checkpoint, load_checkpoint
@@ -73,7 +74,7 @@ def drill_photos(photo_folder: Path) -> dict[str, Path]:
 @pytest.mark.drill("crash: upload", "SIGKILL of ingest_local.store while an object is being written")
 def test_a_task_killed_mid_upload_leaves_no_partial_object_and_its_retry_stores_everything(
     airflow: AirflowClient,
-    stack_settings: Settings,
+    stack_settings: StackSettings,
     photo_folder: Path,
     drill_photos: dict[str, Path],
     drill_report: dict,
@@ -104,7 +105,7 @@ def test_a_task_killed_mid_upload_leaves_no_partial_object_and_its_retry_stores_
 
 @pytest.mark.drill("crash: catalog writes", "SIGKILL of validate_images.validate while verdicts are written")
 def test_a_task_killed_mid_validation_leaves_whole_verdicts_and_its_retry_judges_the_rest(
-    airflow: AirflowClient, stack_settings: Settings, drill_photos: dict[str, Path], drill_report: dict
+    airflow: AirflowClient, stack_settings: StackSettings, drill_photos: dict[str, Path], drill_report: dict
 ) -> None:
     catalog = open_catalog(stack_settings)
 
@@ -136,7 +137,7 @@ def test_a_task_killed_mid_validation_leaves_whole_verdicts_and_its_retry_judges
 
 @pytest.mark.drill("crash: shard write", "SIGKILL of build_dataset.write_shards while a shard is being written")
 def test_a_build_killed_mid_shard_publishes_nothing_partial_and_its_retry_completes(
-    airflow: AirflowClient, stack_settings: Settings, drill_photos: dict[str, Path], drill_report: dict
+    airflow: AirflowClient, stack_settings: StackSettings, drill_photos: dict[str, Path], drill_report: dict
 ) -> None:
     conf = {"sources": ["local"], "load_size": 286, "shard_size": 200}
     catalog = open_catalog(stack_settings)
@@ -172,7 +173,7 @@ def test_a_build_killed_mid_shard_publishes_nothing_partial_and_its_retry_comple
 @pytest.mark.drill("crash: training", "SIGKILL of train_colorizer.train after its first checkpoint")
 def test_a_training_task_killed_mid_run_resumes_from_its_last_checkpoint(
     airflow: AirflowClient,
-    stack_settings: Settings,
+    stack_settings: StackSettings,
     photo_folder: Path,
     drill_photos: dict[str, Path],
     drill_report: dict,

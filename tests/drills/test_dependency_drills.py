@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from embedded import postgres, services
 from embedded.airflow_api import AirflowClient
 from embedded.ports import free_port
+from embedded.settings import StackSettings
 from embedded.supervisor import Service, Supervisor
 from models.launch import CPU_PROFILE
 from models.tracking import EXPERIMENT, run_tagged
@@ -47,7 +48,7 @@ BUCKET = "colorflow-drills"
 
 @dataclass
 class FaultStack:
-    settings: Settings
+    settings: StackSettings
     airflow: AirflowClient
     s3: Outage
     keeper: Supervisor

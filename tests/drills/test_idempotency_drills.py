@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from pipelines.settings import Settings
 from tests.corpus import color_photo
 from tests.drills.audit import PER_RUN_PREFIXES, audit_after_fault, catalog_rows, dataset_version, lake_objects
@@ -71,7 +72,7 @@ def dag_conf(dag_id: str, photos: Path) -> dict:
     ],
 )
 def test_a_rerun_of_the_same_interval_changes_nothing(
-    airflow: AirflowClient, stack_settings: Settings, own_photos: Path, dag_id: str, drill_report: dict
+    airflow: AirflowClient, stack_settings: StackSettings, own_photos: Path, dag_id: str, drill_report: dict
 ) -> None:
     if dag_id == "train_colorizer":
         dataset_version(airflow, stack_settings, own_photos, dag_conf("build_dataset", own_photos))

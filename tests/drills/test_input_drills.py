@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from pipelines.catalog import FetchFailure, Image, open_catalog
 from pipelines.raw_zone import content_digest
-from pipelines.settings import Settings
 from pipelines.sources.local import MAX_FILE_BYTES, discover_photos
 from tests.corpus import color_photo, tricky_corpus
 from tests.drills.audit import audit_after_fault
@@ -50,7 +50,7 @@ def hostile_folder() -> Iterator[Path]:
 @pytest.mark.slow_drill
 @pytest.mark.drill("hostile input", "tricky corpus, links out of the folder, a pipe, a 512 MB sparse file")
 def test_every_hostile_file_is_accounted_for_and_nothing_crashes(
-    airflow: AirflowClient, stack_settings: Settings, hostile_folder: Path, drill_report: dict
+    airflow: AirflowClient, stack_settings: StackSettings, hostile_folder: Path, drill_report: dict
 ) -> None:
     entries = discover_photos([hostile_folder])
 

@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 from embedded import services
 from embedded.airflow_api import AirflowClient
 from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
+from pipelines.licenses import FLICKR_ALLOWED_LICENSES
 from pipelines.settings import Settings
-from pipelines.sources.flickr import DEFAULT_LICENSES
 from pipelines.storage import open_store
 from sandbox.flickr import FlickrCatalogue
 from sandbox.library import PhotoLibrary
@@ -93,7 +93,7 @@ def photos_in_window(start: datetime, end: datetime) -> set[str]:
         for photo in FlickrCatalogue(PhotoLibrary()).photos
         if start.timestamp() <= photo.uploaded_at < end.timestamp()
         and TAG in photo.tags
-        and photo.license in DEFAULT_LICENSES
+        and photo.license in FLICKR_ALLOWED_LICENSES
     }
 
 

@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from embedded.airflow_api import AirflowClient
 from embedded.ports import free_port
+from embedded.settings import StackSettings
 from models.train import load_checkpoint
 from pipelines.archives import ArchiveError, iter_tar, iter_zip
 from pipelines.catalog import FetchFailure, Sighting, open_catalog
@@ -147,7 +148,7 @@ def test_a_source_pointing_at_internal_addresses_is_refused_and_recorded(
     base, targets = hostile_unsplash
     hits, _ = canary
     host = base.removeprefix("http://")
-    settings = Settings(home=tmp_path, sandbox=False, http_allowed_hosts=[host])
+    settings = Settings(home=tmp_path, http_allowed_hosts=[host])
     store, catalog = open_store(settings=settings), open_catalog(settings)
     config = unsplash.UnsplashConfig(api_url=base, access_key=KEY)
     http = unsplash.client(config, settings)
@@ -234,7 +235,7 @@ class _Payload:
 
 @pytest.mark.drill("security: malicious checkpoint", "a checkpoint whose pickle runs a shell command")
 def test_a_malicious_checkpoint_is_refused_without_running_anything(tmp_path: Path, drill_report: dict) -> None:
-    settings = Settings(home=tmp_path, sandbox=False)
+    settings = Settings(home=tmp_path)
     store = open_store(settings=settings)
     marker = tmp_path / "pwned"
     buffer = io.BytesIO()
@@ -263,7 +264,7 @@ def secrets_of_the_stack() -> list[str]:
 
 @pytest.mark.drill("security: secrets", "a secret planted in a connection, and every source key of the stack")
 def test_secrets_never_reach_task_logs_mlflow_or_the_lake(
-    airflow: AirflowClient, stack_settings: Settings, drill_report: dict
+    airflow: AirflowClient, stack_settings: StackSettings, drill_report: dict
 ) -> None:
     base = stack_settings.sandbox_url
     airflow.put_connection("flickr_planted", conn_type="http", host=f"{base}/flickr/services/rest/", password=PLANTED)
@@ -309,7 +310,7 @@ API_PATHS = ("dags", "connections", "variables", "dags/ingest_local/dagRuns", "c
 
 
 @pytest.mark.drill("security: login", "Airflow API and UI requests without a token, or with a forged one")
-def test_airflow_refuses_requests_without_login(stack_settings: Settings, drill_report: dict) -> None:
+def test_airflow_refuses_requests_without_login(stack_settings: StackSettings, drill_report: dict) -> None:
     base = stack_settings.airflow_url
     forged = {"Authorization": "Bearer eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJhZG1pbiJ9.forged"}
     answers = {}
@@ -331,8 +332,8 @@ def test_airflow_refuses_requests_without_login(stack_settings: Settings, drill_
 
 
 @pytest.mark.drill("security: listening sockets", "every port of the running stack")
-def test_the_stack_listens_on_loopback_only(stack_settings: Settings, drill_report: dict) -> None:
-    assert Settings().bind_host == "127.0.0.1", "the default bind address"
+def test_the_stack_listens_on_loopback_only(stack_settings: StackSettings, drill_report: dict) -> None:
+    assert StackSettings().bind_host == "127.0.0.1", "the default bind address"
     ports = {
         stack_settings.airflow_port: "airflow",
         stack_settings.mlflow_port: "mlflow",

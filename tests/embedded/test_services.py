@@ -8,18 +8,32 @@ from pathlib import Path
 import pytest
 
 from embedded.services import airflow_env, sandbox_connections, settings_env
+from embedded.settings import StackSettings
 from pipelines.settings import Settings
 
 
 def test_settings_survive_the_trip_through_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Settings(home=tmp_path, sandbox_port=18790, http_allowed_hosts=["photos.example:443"])
+    original = StackSettings(
+        home=tmp_path,
+        sandbox_port=18790,
+        http_allowed_hosts=["photos.example:443"],
+        quality={"license_allow_list": ["CC0 1.0"], "batch_limit": 7},
+    )
     for name, value in settings_env(original).items():
         monkeypatch.setenv(name, value)
-    assert Settings() == original
+    assert StackSettings() == original
+    assert original.quality.batch_limit == 7 and "127.0.0.1:18790" in original.http_allowed_hosts
+
+
+def test_only_the_stack_lets_connectors_reach_its_sandbox(tmp_path: Path) -> None:
+    """The product's settings allow no internal host; the stack adds its sandbox's, unless it runs none."""
+    assert Settings(home=tmp_path).http_allowed_hosts == []
+    assert StackSettings(home=tmp_path, sandbox_port=18790).http_allowed_hosts == ["127.0.0.1:18790"]
+    assert StackSettings(home=tmp_path, sandbox=False).http_allowed_hosts == []
 
 
 def test_sandbox_connections_point_every_source_at_the_sandbox(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, sandbox_port=18790)
+    settings = StackSettings(home=tmp_path, sandbox_port=18790)
     connections = {name: json.loads(value) for name, value in sandbox_connections(settings).items()}
     assert set(connections) == {
         "AIRFLOW_CONN_UNSPLASH_DEFAULT",
@@ -30,11 +44,11 @@ def test_sandbox_connections_point_every_source_at_the_sandbox(tmp_path: Path) -
         "AIRFLOW_CONN_KAGGLE_DEFAULT",
     }
     assert all(fields["host"].startswith("http://127.0.0.1:18790/") for fields in connections.values())
-    assert sandbox_connections(Settings(home=tmp_path, sandbox=False)) == {}
+    assert sandbox_connections(StackSettings(home=tmp_path, sandbox=False)) == {}
 
 
 def test_airflow_listens_on_loopback_with_a_fixed_login(tmp_path: Path) -> None:
-    env = airflow_env(Settings(home=tmp_path, airflow_port=18080, airflow_password="secret"))
+    env = airflow_env(StackSettings(home=tmp_path, airflow_port=18080, airflow_password="secret"))
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
@@ -45,5 +59,5 @@ def test_airflow_listens_on_loopback_with_a_fixed_login(tmp_path: Path) -> None:
 
 def test_airflow_keeps_its_metadata_in_the_private_postgresql(tmp_path: Path) -> None:
     """SQLite cannot take a backfill while the scheduler runs: Airflow refuses it, or its scheduler crashes."""
-    env = airflow_env(Settings(home=tmp_path, postgres_port=15433))
+    env = airflow_env(StackSettings(home=tmp_path, postgres_port=15433))
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:15433/airflow"

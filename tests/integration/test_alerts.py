@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from embedded.airflow_api import AirflowClient
-from pipelines.settings import Settings
+from embedded.settings import StackSettings
 from tests.alert_receivers import Receivers, alert_receivers
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def wait_for(condition, timeout_s: float = 30) -> None:
 
 
 def test_a_failed_task_alerts_each_channel_once_and_its_success_resolves_the_page(
-    airflow: AirflowClient, stack_settings: Settings, receivers: Receivers
+    airflow: AirflowClient, stack_settings: StackSettings, receivers: Receivers
 ) -> None:
     base = stack_settings.sandbox_url
     airflow.put_connection(

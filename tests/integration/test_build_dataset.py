@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from pipelines.catalog import DatasetMember, Image, open_catalog
 from pipelines.raw_zone import content_digest
-from pipelines.settings import Settings
 from pipelines.shards import iter_samples, load_manifest
 from pipelines.storage import open_store
 from tests.corpus import color_photo
@@ -26,7 +26,7 @@ CONF = {"sources": ["local"], "load_size": 64, "shard_size": 8}
 
 
 def test_accepted_photos_become_a_published_dataset_version(
-    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+    airflow: AirflowClient, stack_settings: StackSettings, photo_folder: Path
 ) -> None:
     for seed in SEEDS:
         (photo_folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed))

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from pipelines.catalog import Image, Sighting, open_catalog
 from pipelines.settings import Settings
 
@@ -35,7 +36,7 @@ def licenses(settings: Settings, source: str) -> list[str | None]:
     ],
 )
 def test_a_dump_dag_stores_its_slice_once(
-    airflow: AirflowClient, stack_settings: Settings, dag_id: str, source: str, conf: dict
+    airflow: AirflowClient, stack_settings: StackSettings, dag_id: str, source: str, conf: dict
 ) -> None:
     # Unpausing may also start the scheduled monthly run, which takes the default slice first: the manual
     # run's slice is then partly "already known". Either way the run takes exactly max_images.
@@ -53,7 +54,7 @@ def test_a_dump_dag_stores_its_slice_once(
     assert len(licenses(stack_settings, source)) == before
 
 
-def test_kaggle_samples_are_stored_as_lab_arrays(airflow: AirflowClient, stack_settings: Settings) -> None:
+def test_kaggle_samples_are_stored_as_lab_arrays(airflow: AirflowClient, stack_settings: StackSettings) -> None:
     run(airflow, "ingest_kaggle", {"max_images": 16})
     with open_catalog(stack_settings).session() as session:
         formats = set(

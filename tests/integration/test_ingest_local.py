@@ -14,6 +14,7 @@ from PIL import Image
 
 from embedded import services
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from pipelines.catalog import Image as ImageRow
 from pipelines.catalog import Sighting, open_catalog
 from pipelines.settings import Settings
@@ -68,18 +69,18 @@ def run_ingest(airflow: AirflowClient, folder: Path) -> str:
     return run_id
 
 
-def test_every_service_is_healthy_and_on_loopback(stack_settings: Settings) -> None:
+def test_every_service_is_healthy_and_on_loopback(stack_settings: StackSettings) -> None:
     assert set(services.status(stack_settings).values()) == {"healthy"}
     assert requests.get(f"{stack_settings.mlflow_tracking_uri}/health", timeout=5).ok
     assert requests.get(f"{stack_settings.sandbox_url}/healthz", timeout=5).json()["status"] == "ok"
 
 
-def test_the_api_refuses_requests_without_login(stack_settings: Settings) -> None:
+def test_the_api_refuses_requests_without_login(stack_settings: StackSettings) -> None:
     assert requests.get(f"{stack_settings.airflow_url}/api/v2/dags", timeout=10).status_code == 401
 
 
 def test_ingest_local_stores_each_photo_once_with_catalog_rows(
-    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+    airflow: AirflowClient, stack_settings: StackSettings, photo_folder: Path
 ) -> None:
     run_id = run_ingest(airflow, photo_folder)
 
@@ -105,7 +106,7 @@ def test_ingest_local_stores_each_photo_once_with_catalog_rows(
 
 
 def test_a_rerun_adds_no_objects_and_no_rows(
-    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+    airflow: AirflowClient, stack_settings: StackSettings, photo_folder: Path
 ) -> None:
     digests = folder_digests(photo_folder)
     before = lake_snapshot(stack_settings, digests), local_rows(stack_settings, digests)

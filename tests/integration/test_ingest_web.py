@@ -14,6 +14,7 @@ import requests
 from sqlalchemy import func, select
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from pipelines.catalog import Image, Sighting, open_catalog
 from pipelines.settings import Settings
 from pipelines.sources.web import Window
@@ -53,13 +54,13 @@ def ready(airflow: AirflowClient, dag_id: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def unsplash_backfill(airflow: AirflowClient, stack_settings: Settings) -> list[dict]:
+def unsplash_backfill(airflow: AirflowClient, stack_settings: StackSettings) -> list[dict]:
     ready(airflow, "ingest_unsplash")
     return airflow.wait_for_backfill(airflow.backfill("ingest_unsplash", FIRST_DAY, LAST_DAY), timeout_s=600)
 
 
 def test_a_three_day_backfill_gives_three_runs_over_disjoint_days(
-    unsplash_backfill: list[dict], stack_settings: Settings
+    unsplash_backfill: list[dict], stack_settings: StackSettings
 ) -> None:
     assert [run["state"] for run in unsplash_backfill] == ["success"] * 3
     windows = [
@@ -80,7 +81,7 @@ def test_a_three_day_backfill_gives_three_runs_over_disjoint_days(
 
 
 def test_download_location_is_triggered_once_per_stored_photo(
-    unsplash_backfill: list[dict], stack_settings: Settings
+    unsplash_backfill: list[dict], stack_settings: StackSettings
 ) -> None:
     with open_catalog(stack_settings).session() as session:
         stored_ids = set(session.scalars(select(Sighting.source_id).where(Sighting.source == "unsplash")))
@@ -89,7 +90,7 @@ def test_download_location_is_triggered_once_per_stored_photo(
 
 
 def test_backfilling_the_same_days_again_adds_nothing(
-    unsplash_backfill: list[dict], airflow: AirflowClient, stack_settings: Settings
+    unsplash_backfill: list[dict], airflow: AirflowClient, stack_settings: StackSettings
 ) -> None:
     before = lake_snapshot(stack_settings, "unsplash"), sightings_per_run(stack_settings, "unsplash")
     downloads_before = unsplash_downloads(stack_settings)
@@ -99,7 +100,9 @@ def test_backfilling_the_same_days_again_adds_nothing(
     assert unsplash_downloads(stack_settings) == downloads_before
 
 
-def test_flickr_stores_openly_licensed_photos_with_owners(airflow: AirflowClient, stack_settings: Settings) -> None:
+def test_flickr_stores_openly_licensed_photos_with_owners(
+    airflow: AirflowClient, stack_settings: StackSettings
+) -> None:
     # Unpausing also lets the scheduler start the latest daily run, which may store the day's photos
     # first: the manual run must succeed and see them, and the source must hold them, stored once.
     ready(airflow, "ingest_flickr")
@@ -113,7 +116,7 @@ def test_flickr_stores_openly_licensed_photos_with_owners(airflow: AirflowClient
     assert not any("All Rights Reserved" in license for _, license in rows)
 
 
-def test_instagram_graph_then_browser_mode(airflow: AirflowClient, stack_settings: Settings) -> None:
+def test_instagram_graph_then_browser_mode(airflow: AirflowClient, stack_settings: StackSettings) -> None:
     ready(airflow, "ingest_instagram")
     graph = airflow.trigger("ingest_instagram")
     assert airflow.wait_for_run("ingest_instagram", graph, timeout_s=600) == "success"
@@ -126,7 +129,7 @@ def test_instagram_graph_then_browser_mode(airflow: AirflowClient, stack_setting
 
 
 def test_a_login_wall_fails_the_run_at_once_with_a_clear_message(
-    airflow: AirflowClient, stack_settings: Settings
+    airflow: AirflowClient, stack_settings: StackSettings
 ) -> None:
     ready(airflow, "ingest_instagram")
     base = stack_settings.sandbox_url

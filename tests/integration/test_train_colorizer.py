@@ -15,10 +15,10 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from embedded.ui_check import UICheckFailed, check_uis
 from models.train import latest_checkpoint, load_checkpoint
 from pipelines.catalog import open_catalog
-from pipelines.settings import Settings
 from pipelines.shards import latest_version
 from pipelines.storage import open_store
 from tests.corpus import color_photo
@@ -43,7 +43,7 @@ class Trained:
 
 
 @pytest.fixture(scope="module")
-def trained(airflow: AirflowClient, stack_settings: Settings, photo_folder: Path) -> Trained:
+def trained(airflow: AirflowClient, stack_settings: StackSettings, photo_folder: Path) -> Trained:
     """Photos in, through validation and a dataset, to a finished train_colorizer run: once for the module."""
     for seed in range(600, 640):
         (photo_folder / f"photo-{seed}.jpg").write_bytes(color_photo(seed))
@@ -58,7 +58,7 @@ def trained(airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
 
 
 def test_a_short_training_run_is_tracked_in_mlflow(
-    airflow: AirflowClient, stack_settings: Settings, trained: Trained
+    airflow: AirflowClient, stack_settings: StackSettings, trained: Trained
 ) -> None:
     run_id, version = trained.run_id, trained.dataset_version
     summary = airflow.xcom("train_colorizer", run_id, "train")
@@ -92,7 +92,7 @@ def test_a_short_training_run_is_tracked_in_mlflow(
 
 
 def test_the_uis_show_every_dag_the_green_run_its_metrics_and_the_champion(
-    stack_settings: Settings, trained: Trained
+    stack_settings: StackSettings, trained: Trained
 ) -> None:
     screenshots = check_uis(stack_settings, run_id=trained.run_id)
 
@@ -114,7 +114,7 @@ def test_the_uis_show_every_dag_the_green_run_its_metrics_and_the_champion(
     ids=["unknown-run", "unknown-alias"],
 )
 def test_a_check_names_what_it_did_not_see_and_keeps_the_screenshot(
-    stack_settings: Settings, trained: Trained, tmp_path: Path, options: dict, check: str, message: str
+    stack_settings: StackSettings, trained: Trained, tmp_path: Path, options: dict, check: str, message: str
 ) -> None:
     with pytest.raises(UICheckFailed, match=message) as failure:
         check_uis(stack_settings, folder=tmp_path, timeout_s=10, **options)

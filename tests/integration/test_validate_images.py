@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
+from embedded.settings import StackSettings
 from pipelines.catalog import Image, open_catalog
 from pipelines.raw_zone import content_digest
 from pipelines.settings import Settings
@@ -33,7 +34,7 @@ def verdicts(settings: Settings, digests: set[str]) -> dict[str, tuple[str, list
 
 
 def test_the_tricky_corpus_is_judged_file_by_file(
-    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+    airflow: AirflowClient, stack_settings: StackSettings, photo_folder: Path
 ) -> None:
     # ingest_local reads photo files; the corpus's Lab `.npy` sample is a Kaggle-style sample, not a file there.
     corpus = {
@@ -72,7 +73,7 @@ def test_the_tricky_corpus_is_judged_file_by_file(
 
 
 def test_a_batch_of_login_pages_fails_at_once_naming_the_source(
-    airflow: AirflowClient, stack_settings: Settings, photo_folder: Path
+    airflow: AirflowClient, stack_settings: StackSettings, photo_folder: Path
 ) -> None:
     pages = photo_folder / "login-pages"
     pages.mkdir()

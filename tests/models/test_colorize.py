@@ -14,6 +14,7 @@ from PIL import Image
 from models.colorize import ColorizeError, Colorizer, colorize_files, expand_inputs, open_photo
 from models.networks import NetworkConfig, build_generator
 from pipelines.lab import rgb_to_lab8
+from pipelines.settings import MAX_PIXELS
 from sandbox.library import PhotoLibrary
 from tests.corpus import BOMB_SIDE, png_bomb
 
@@ -80,7 +81,7 @@ def test_exif_orientation_is_honoured() -> None:
 def test_bombs_and_non_images_get_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ColorizeError, match="decompression bomb"):
         open_photo(png_bomb(BOMB_SIDE))
-    with pytest.raises(ColorizeError, match="over the 100,000,000 pixel limit"):
+    with pytest.raises(ColorizeError, match=f"over the {MAX_PIXELS:,} pixel limit"):
         open_photo(png_bomb(12_000))  # under Pillow's own limit, over ours
     (tmp_path / "page.jpg").write_text("<html>login</html>")
     with pytest.raises(ColorizeError, match=r"page\.jpg: cannot read it as an image"):

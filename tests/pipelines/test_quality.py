@@ -20,14 +20,13 @@ from pipelines.quality import (
     BATCH_SUITE_FILE,
     ROW_SUITE_FILE,
     BatchRejected,
-    QualitySettings,
     load_suite,
     pending_images,
     report_prefix,
     validate_batch,
 )
 from pipelines.raw_zone import content_digest, ingest_photo
-from pipelines.settings import Settings
+from pipelines.settings import QualitySettings, Settings
 from pipelines.storage import FileStore
 from sandbox.library import PhotoLibrary
 from tests.corpus import color_photo, tricky_corpus
@@ -196,7 +195,8 @@ def test_license_outside_the_allow_list_is_rejected(store: FileStore, catalog: C
     twice = offer(store, catalog, color_photo(4), "instagram", "p4", license="All Rights Reserved")
     offer(store, catalog, color_photo(4), "flickr", "f4", license="CC BY-SA 4.0")  # same bytes, open license
 
-    validate_batch(store, catalog, run_id="licenses", settings=QualitySettings(license_allow_list=["CC BY-SA 4.0"]))
+    only_cc_by_sa = Settings(quality=QualitySettings(license_allow_list=["CC BY-SA 4.0"]))
+    validate_batch(store, catalog, run_id="licenses", settings=only_cc_by_sa)
 
     verdicts = statuses(catalog)
     assert verdicts[reserved] == ("rejected", ["license not allowed: All Rights Reserved"])

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from pipelines.catalog import Catalog, FetchFailure, Sighting
 from pipelines.catalog import Image as ImageRow
 from pipelines.http import HttpClient, host_key
+from pipelines.licenses import FLICKR_ALLOWED_LICENSES, FLICKR_LICENSE_NAMES
 from pipelines.settings import Settings
 from pipelines.sources import flickr
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, store_candidates
@@ -73,7 +74,7 @@ def test_discover_respects_window_tags_licenses_and_limit(
         for photo in library.photos
         if {"cat", "coffee"} & set(photo.keywords)
         and photo.created_at in window
-        and photo.license_id in flickr.DEFAULT_LICENSES
+        and photo.license_id in FLICKR_ALLOWED_LICENSES
     ]
     found = flickr.discover(config, http, window, tags, limit=1000)
     assert len(found) == len(expected) > 0 and len({candidate.source_id for candidate in found}) == len(found)
@@ -81,7 +82,7 @@ def test_discover_respects_window_tags_licenses_and_limit(
         photo.created_at for photo in expected
     )
     assert [c.extra["uploaded_at"] for c in found] == sorted(c.extra["uploaded_at"] for c in found)  # oldest first
-    assert {c.license for c in found} == {flickr.LICENSE_NAMES[photo.license_id] for photo in expected}
+    assert {c.license for c in found} == {FLICKR_LICENSE_NAMES[photo.license_id] for photo in expected}
     assert {c.author for c in found} == {photo.author_name for photo in expected}
     first = found[0]
     assert first.source == "flickr" and first.url.endswith("_b.jpg")
@@ -119,7 +120,7 @@ def test_store_with_attribution_and_a_rerun_stores_nothing(
     for sighting in sightings:
         candidate = by_id[sighting.source_id]
         assert (sighting.source, sighting.author, sighting.license) == ("flickr", candidate.author, candidate.license)
-        assert sighting.license in flickr.LICENSE_NAMES.values() and sighting.page_url == candidate.page_url
+        assert sighting.license in FLICKR_LICENSE_NAMES.values() and sighting.page_url == candidate.page_url
     assert all(Image.open(io.BytesIO(store.get(key))).format == "JPEG" for key in keys)
 
     again = store_candidates(found, lambda c: flickr.fetch(config, http, c), store, catalog, "run-2")
@@ -179,7 +180,7 @@ def test_records_are_checked_again_on_our_side(config: flickr.FlickrConfig) -> N
     part = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
     inside = int(part.start.timestamp()) + 60
     record = {"id": "53000000001", "owner": "1@N05", "secret": "abc", "server": "7", "license": "9"}
-    allowed = frozenset(flickr.DEFAULT_LICENSES)
+    allowed = frozenset(FLICKR_ALLOWED_LICENSES)
     kept = flickr.to_candidate(config, {**record, "dateupload": str(inside)}, part, allowed)
     assert kept is not None and kept.license == "CC0 1.0" and kept.author == "1@N05"
     assert kept.url == f"{config.static_url}/7/53000000001_abc_b.jpg"

@@ -48,7 +48,7 @@ def config(service: str) -> InstagramConfig:
 @pytest.fixture
 def http(config: InstagramConfig, sandbox_url: str, tmp_path: Path) -> HttpClient:
     sandbox_host = urlsplit(sandbox_url).netloc
-    return instagram.client(config, Settings(home=tmp_path, sandbox=False, http_allowed_hosts=[sandbox_host]))
+    return instagram.client(config, Settings(home=tmp_path, http_allowed_hosts=[sandbox_host]))
 
 
 def configure(service: str, **change: object) -> None:

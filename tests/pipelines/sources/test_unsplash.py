@@ -52,11 +52,6 @@ def expected_ids(window: Window, keyword: str) -> list[str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, sandbox_url: str) -> Settings:
-    return Settings(home=tmp_path, sandbox_port=urlsplit(sandbox_url).port)
-
-
-@pytest.fixture
 def config(sandbox_url: str) -> UnsplashConfig:
     return UnsplashConfig(api_url=f"{sandbox_url}/unsplash/api", access_key=UNSPLASH_ACCESS_KEY)
 

@@ -1,0 +1,61 @@
+"""The embedded stack's settings: the product's (`pipelines.settings.Settings`) plus what only the stack on
+this machine has, its ports, the UI login and the sandbox stand-ins, read from the same `COLORFLOW_*`
+variables.
+
+The sandbox is the one place that lets connectors reach a loopback address: with `sandbox` on (the default
+here, never in the product's settings), the stand-ins' host joins the HTTP guard's allow-list.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from pipelines.settings import Settings
+
+
+class StackSettings(Settings):
+    """Settings of an embedded stack: where its services listen, how to log in, whether the sandbox runs."""
+
+    bind_host: str = Field(default="127.0.0.1", description="Address the embedded services listen on.")
+    airflow_port: int = Field(default=8080, description="Port of the embedded Airflow API server and UI.")
+    mlflow_port: int = Field(default=5000, description="Port of the embedded MLflow tracking server.")
+    sandbox_port: int = Field(default=8790, description="Port of the sandbox host (stand-ins for web services).")
+    postgres_port: int = Field(default=5433, description="Port of the embedded PostgreSQL (Airflow's metadata).")
+    airflow_username: str = Field(default="admin", description="Login of the embedded Airflow UI.")
+    airflow_password: str = Field(default="admin", description="Password of the embedded Airflow UI.")
+    sandbox: bool = Field(
+        default=True, description="Run the sandbox stand-ins and point the sources' connections at them."
+    )
+
+    @model_validator(mode="after")
+    def _derive_stack_defaults(self) -> StackSettings:
+        if "mlflow_tracking_uri" not in self.model_fields_set:
+            self.mlflow_tracking_uri = f"http://{self.bind_host}:{self.mlflow_port}"
+        if self.sandbox and self.sandbox_host not in self.http_allowed_hosts:
+            self.http_allowed_hosts = [*self.http_allowed_hosts, self.sandbox_host]
+        return self
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.bind_host}:{self.airflow_port}"
+
+    @property
+    def sandbox_host(self) -> str:
+        return f"{self.bind_host}:{self.sandbox_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.sandbox_host}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_stack_settings() -> StackSettings:
+    """The embedded stack's settings, read once from the environment."""
+    return StackSettings()
