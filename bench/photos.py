@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from PIL import Image, ImageOps
 
 from pipelines.raw_zone import raw_key
-from pipelines.shards import Member
+from pipelines.shards import DatasetImage
 from pipelines.storage import ObjectStore
 from sandbox.library import PhotoLibrary
 
@@ -33,9 +33,9 @@ def library_jpegs(
     return encoded
 
 
-def store_raw(store: ObjectStore, data: bytes) -> Member:
+def store_raw(store: ObjectStore, data: bytes) -> DatasetImage:
     """Put `data` in the raw zone as the stitch expects it; returns it as a train-split member."""
     sha256 = hashlib.sha256(data).hexdigest()
     key = raw_key(sha256, "jpg")
     store.put(key, data)
-    return Member(sha256, key, "jpg", ("bench",), "train")
+    return DatasetImage(sha256, key, "jpg", ("bench",), "train")

@@ -40,7 +40,7 @@ from models.data import AB_SCALE
 from models.train import TrainConfig, Trainer
 from pipelines.catalog import Catalog, ImageStatus, Sighting, utcnow
 from pipelines.catalog import Image as ImageRow
-from pipelines.shards import ShardParams, build_dataset
+from pipelines.shards import ShardParams, stitch_dataset
 from pipelines.storage import FileStore
 
 PHOTOS, PHOTO_SIZE, LOAD, CROP = 160, (640, 480), 286, 256
@@ -91,7 +91,7 @@ def prepare(root: Path) -> tuple[list[Path], str, str]:
                 session, Sighting, [{**sighting, "fetched_at": utcnow(), "run_id": "bench"}], ["source", "source_id"]
             )
     params = ShardParams(load_size=LOAD, split_ratios=(("train", 1.0), ("val", 0.0), ("test", 0.0)))
-    return paths, f"file://{store.root}", build_dataset(store, catalog, params)["version"]
+    return paths, f"file://{store.root}", stitch_dataset(store, catalog, params)["version"]
 
 
 def measure(step: Callable[[], float], warmup: int, steps: int, batch: int, device: torch.device) -> dict[str, float]:

@@ -53,7 +53,7 @@ from skimage.color import rgb2lab
 
 from bench.photos import library_jpegs, store_raw
 from bench.report import write_results
-from pipelines.shards import Member, ShardParams, ShardSpec, write_shard
+from pipelines.shards import DatasetImage, ShardParams, ShardSpec, write_shard
 from pipelines.storage import FileStore
 
 SIZES = ((640, 480), (1600, 1200))
@@ -107,25 +107,25 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_photos(store: FileStore, size: tuple[int, int], first: int) -> list[Member]:
+def build_photos(store: FileStore, size: tuple[int, int], first: int) -> list[DatasetImage]:
     """Encode `PHOTOS_PER_SIZE` distinct library photos at `size` into the lake's raw zone."""
     return [store_raw(store, data) for data in library_jpegs(range(first, first + PHOTOS_PER_SIZE), size, JPEG_QUALITY)]
 
 
-def shards_of(members: Sequence[Member], name: str) -> list[ShardSpec]:
+def shards_of(members: Sequence[DatasetImage], name: str) -> list[ShardSpec]:
     return [
         ShardSpec(f"{SHARD_PREFIX}/{name}/train-{number:05d}.tar", "train", list(members[start : start + SHARD_SIZE]))
         for number, start in enumerate(range(0, len(members), SHARD_SIZE))
     ]
 
 
-def scaling_jobs(lake: str, scratch: str, members: Sequence[Member], name: str, workers: int) -> list[Job]:
+def scaling_jobs(lake: str, scratch: str, members: Sequence[DatasetImage], name: str, workers: int) -> list[Job]:
     """The scaling run's shards (`members`, `SCALING_PASSES` times over), dealt round-robin to `workers`."""
     shards = [spec for run in range(SCALING_PASSES) for spec in shards_of(members, f"{name}-{run}")]
     return [Job("colorflow", lake, f"{scratch}/{name}-{n}", shards[n::workers]) for n in range(workers)]
 
 
-def naive(store: FileStore, members: Sequence[Member], scratch: Path) -> None:
+def naive(store: FileStore, members: Sequence[DatasetImage], scratch: Path) -> None:
     for number, member in enumerate(members):
         with Image.open(io.BytesIO(store.get(member.raw_key))) as image:
             square = ImageOps.fit(image.convert("RGB"), (LOAD_SIZE, LOAD_SIZE))
@@ -222,7 +222,7 @@ def main() -> None:
         root = Path(folder)
         store = FileStore(root / "lake")
         lake, scratch = str(store.root), str(root / "scratch")
-        photos: dict[str, list[Member]] = {}
+        photos: dict[str, list[DatasetImage]] = {}
         for index, (width, height) in enumerate(SIZES):
             log(f"encoding {PHOTOS_PER_SIZE} photos at {width}x{height}")
             photos[f"{width}x{height}"] = build_photos(store, (width, height), index * PHOTOS_PER_SIZE)

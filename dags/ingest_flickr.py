@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from colorflow_alerts import fail_fast, task_defaults
-from colorflow_context import data_window
-from colorflow_ingest import connect, store_photos, summarize
+from colorflow_alerts import task_defaults
+from colorflow_ingest import discover_photos, store_photos, summarize
 from pipelines.licenses import FLICKR_ALLOWED_LICENSES
 
 
@@ -48,25 +47,7 @@ from pipelines.licenses import FLICKR_ALLOWED_LICENSES
     },
 )
 def ingest_flickr() -> None:
-    @task
-    def discover() -> list[list[dict]]:
-        from pipelines.sources.web import SourceUnavailable, batches
-
-        context = get_current_context()
-        params = context["params"]
-        with fail_fast(SourceUnavailable):
-            flickr, config, http = connect("flickr", params["connection_id"])
-            found = flickr.discover(
-                config,
-                http,
-                data_window(context),
-                params["tags"],
-                licenses=tuple(params["licenses"]),
-                limit=params["limit"],
-            )
-            return batches(found, params["batch_size"])
-
-    summarize(store_photos.partial(source="flickr").expand(batch=discover()))
+    summarize(store_photos.partial(source="flickr").expand(batch=discover_photos("flickr")))
 
 
 ingest_flickr()

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from colorflow_alerts import fail_fast, task_defaults
-from colorflow_context import data_window
-from colorflow_ingest import connect, store_photos, summarize
+from colorflow_alerts import task_defaults
+from colorflow_ingest import discover_photos, store_photos, summarize
 
 
 @dag(
@@ -45,33 +44,7 @@ from colorflow_ingest import connect, store_photos, summarize
     },
 )
 def ingest_instagram() -> None:
-    @task
-    def discover() -> list[list[dict]]:
-        from pipelines.sources.web import SourceUnavailable, batches
-        from pipelines.storage import open_store
-
-        context = get_current_context()
-        params = context["params"]
-        with fail_fast(SourceUnavailable):
-            instagram, config, http = connect("instagram", params["connection_id"])
-            window = data_window(context)
-            if params["mode"] == "browser":
-                found = instagram.discover_browser(
-                    config, http, window, params["hashtags"], params["limit"], params["max_scrolls"]
-                )
-            else:
-                found = instagram.discover_graph(
-                    config,
-                    http,
-                    window,
-                    params["hashtags"],
-                    params["limit"],
-                    state_store=open_store(),
-                    include_top=params["include_top_media"],
-                )
-            return batches(found, params["batch_size"])
-
-    summarize(store_photos.partial(source="instagram").expand(batch=discover()))
+    summarize(store_photos.partial(source="instagram").expand(batch=discover_photos("instagram")))
 
 
 ingest_instagram()

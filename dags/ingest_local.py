@@ -35,10 +35,10 @@ from colorflow_ingest import summarize
 def ingest_local() -> None:
     @task
     def discover() -> list[list[str]]:
-        from pipelines.sources.local import batches, photos_to_ingest
+        from pipelines.sources.local import path_batches, photos_to_ingest
 
         params = get_current_context()["params"]
-        return batches(photos_to_ingest(params["folder"]), params["batch_size"])
+        return path_batches(photos_to_ingest(params["folder"]), params["batch_size"])
 
     @task
     def store(paths: list[str]) -> dict[str, int]:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from colorflow_alerts import fail_fast, task_defaults
-from colorflow_context import data_window
-from colorflow_ingest import connect, store_photos, summarize
+from colorflow_alerts import task_defaults
+from colorflow_ingest import discover_photos, store_photos, summarize
 
 
 @dag(
@@ -44,22 +43,7 @@ from colorflow_ingest import connect, store_photos, summarize
     },
 )
 def ingest_unsplash() -> None:
-    @task
-    def discover() -> list[list[dict]]:
-        from pipelines.sources.web import SourceUnavailable, batches
-
-        context = get_current_context()
-        params = context["params"]
-        with fail_fast(SourceUnavailable):
-            unsplash, config, http = connect("unsplash", params["connection_id"])
-            window = data_window(context)
-            if params["mode"] == "dataset":
-                found = unsplash.discover_dataset_tsv(http, params["dataset_tsv"], window, params["limit"])
-            else:
-                found = unsplash.discover(config, http, window, params["queries"], params["limit"])
-            return batches(found, params["batch_size"])
-
-    summarize(store_photos.partial(source="unsplash").expand(batch=discover()))
+    summarize(store_photos.partial(source="unsplash").expand(batch=discover_photos("unsplash")))
 
 
 ingest_unsplash()

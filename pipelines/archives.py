@@ -76,7 +76,7 @@ DEFAULT_LIMITS = ArchiveLimits()
 
 
 @dataclass(frozen=True)
-class Member:
+class ArchiveEntry:
     """One regular file from an archive: its checked name and its bytes."""
 
     name: str
@@ -98,7 +98,7 @@ def iter_tar(
     limits: ArchiveLimits = DEFAULT_LIMITS,
     wanted: Callable[[str], bool] | None = None,
     label: str | None = None,
-) -> Iterator[Member]:
+) -> Iterator[ArchiveEntry]:
     """Yield the regular files of a tar or gzip-compressed tar, read front to back as a stream.
 
     `source` may be a local path or any readable file object (an HTTP body, a member of an outer tar as
@@ -119,7 +119,7 @@ def iter_zip(
     limits: ArchiveLimits = DEFAULT_LIMITS,
     wanted: Callable[[str], bool] | None = None,
     label: str | None = None,
-) -> Iterator[Member]:
+) -> Iterator[ArchiveEntry]:
     """Yield the regular files of a zip, after checking its whole central directory.
 
     A zip lists its members up front, so unlike a tar it is judged entirely before the first member is
@@ -138,7 +138,7 @@ def iter_zip(
                 if len(data) > limits.max_member_bytes:
                     raise UnsafeArchive(f"inflates past {limits.max_member_bytes} bytes", label, name)
                 yielded += 1
-                yield Member(name=name, size=len(data), data=data)
+                yield ArchiveEntry(name=name, size=len(data), data=data)
     except (zipfile.BadZipFile, EOFError, zlib.error) as error:
         raise CorruptArchive(f"unreadable zip ({error})", archive=label) from error
     logger.info("Read %d members (%d yielded) from %s", len(files), yielded, label)
@@ -174,7 +174,7 @@ def _describe(source: Path | BinaryIO) -> str | None:
 
 def _read_tar(
     stream: _Readable, limits: ArchiveLimits, wanted: Callable[[str], bool] | None, label: str | None
-) -> Iterator[Member]:
+) -> Iterator[ArchiveEntry]:
     head = stream.read(len(GZIP_MAGIC))
     compressed = _Prefixed(head, stream)
     # gzip is unwrapped here rather than by tarfile ("r|gz"): tarfile's stream reader ignores the gzip CRC and
@@ -208,7 +208,7 @@ def _read_tar(
                 assert member_file is not None  # tarfile returns None only for non-regular members
                 data = member_file.read(info.size)
                 yielded += 1
-                yield Member(name=name, size=len(data), data=data)
+                yield ArchiveEntry(name=name, size=len(data), data=data)
         # Read to the real end, so that gzip checks its CRC and length and a truncated stream cannot pass.
         while metered.read(DRAIN_CHUNK_BYTES):
             pass
@@ -303,7 +303,7 @@ class _Prefixed:
 class _Metered:
     """The inflated tar stream, with a byte allowance that the reader tops up member by member.
 
-    Member sizes are checked against the limits before their data is read, but tarfile reads pax and GNU
+    ArchiveEntry sizes are checked against the limits before their data is read, but tarfile reads pax and GNU
     long-name headers into memory whole, whatever size they declare; the allowance bounds those reads.
     """
 

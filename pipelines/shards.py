@@ -141,7 +141,7 @@ class ShardParams:
 
 
 @dataclass(frozen=True)
-class Member:
+class DatasetImage:
     """One image of a dataset version: its bytes' address and where it goes."""
 
     sha256: str
@@ -152,10 +152,10 @@ class Member:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class AcceptedImage:
     """An accepted image before de-duplication, with what the choice between copies looks at."""
 
-    member: Member
+    member: DatasetImage
     phash: str | None
     first_seen_at: datetime
 
@@ -166,14 +166,14 @@ class ShardSpec:
 
     key: str
     split: str
-    members: list[Member]
+    members: list[DatasetImage]
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "split": self.split, "members": [asdict(member) for member in self.members]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ShardSpec:
-        members = [Member(**{**member, "sources": tuple(member["sources"])}) for member in values["members"]]
+        members = [DatasetImage(**{**member, "sources": tuple(member["sources"])}) for member in values["members"]]
         return cls(key=values["key"], split=values["split"], members=members)
 
 
@@ -227,7 +227,7 @@ def split_of(sha256: str, split_ratios: Sequence[tuple[str, float]]) -> str:
     return split_ratios[-1][0]
 
 
-def select_candidates(catalog: Catalog, params: ShardParams) -> list[Candidate]:
+def select_accepted(catalog: Catalog, params: ShardParams) -> list[AcceptedImage]:
     """Accepted images with at least one sighting inside the filters, each with every source it came from."""
     query = (
         select(Image.sha256, Image.raw_key, Image.format, Image.phash, Image.first_seen_at, Sighting.source)
@@ -249,8 +249,8 @@ def select_candidates(catalog: Catalog, params: ShardParams) -> list[Candidate]:
             )
             row["sources"].add(source)
     return [
-        Candidate(
-            member=Member(sha256, row["raw_key"], row["format"], tuple(sorted(row["sources"]))),
+        AcceptedImage(
+            member=DatasetImage(sha256, row["raw_key"], row["format"], tuple(sorted(row["sources"]))),
             phash=row["phash"],
             first_seen_at=row["seen"],
         )
@@ -258,7 +258,9 @@ def select_candidates(catalog: Catalog, params: ShardParams) -> list[Candidate]:
     ]
 
 
-def drop_near_duplicates(candidates: Iterable[Candidate], max_distance: int) -> tuple[list[Candidate], dict[str, str]]:
+def drop_near_duplicates(
+    candidates: Iterable[AcceptedImage], max_distance: int
+) -> tuple[list[AcceptedImage], dict[str, str]]:
     """Keep one image per photo: the first seen (so a growing dataset keeps the members it had), dropping
     any whose perceptual hash is within `max_distance` bits of a kept one. Identical bytes are one image
     already (the lake is content-addressed); this catches the same photo re-encoded or resized by another
@@ -267,7 +269,7 @@ def drop_near_duplicates(candidates: Iterable[Candidate], max_distance: int) -> 
     Returns the kept candidates and, for each dropped image, the image it copies."""
     ordered = sorted(candidates, key=lambda candidate: (candidate.first_seen_at, candidate.member.sha256))
     indexes: dict[int, tuple[HashIndex, list[str]]] = {}
-    kept: list[Candidate] = []
+    kept: list[AcceptedImage] = []
     dropped: dict[str, str] = {}
     for candidate in ordered:
         if candidate.phash:
@@ -284,7 +286,7 @@ def drop_near_duplicates(candidates: Iterable[Candidate], max_distance: int) -> 
 
 def plan_build(store: ObjectStore, catalog: Catalog, params: ShardParams) -> BuildPlan:
     """Decide the version and its shards (see the module docstring); nothing is written."""
-    kept, dropped = drop_near_duplicates(select_candidates(catalog, params), params.near_duplicate_distance)
+    kept, dropped = drop_near_duplicates(select_accepted(catalog, params), params.near_duplicate_distance)
     members = sorted(
         (replace(candidate.member, split=split_of(candidate.member.sha256, params.split_ratios)) for candidate in kept),
         key=lambda member: (SPLITS.index(member.split), member.sha256),
@@ -435,7 +437,7 @@ class _TarShard:
     def __init__(self, sink: _HashingWriter) -> None:
         self.sink = sink
 
-    def add(self, member: Member, lab8: np.ndarray) -> None:
+    def add(self, member: DatasetImage, lab8: np.ndarray) -> None:
         meta = {"sha256": member.sha256, "sources": list(member.sources), "split": member.split, "raw": member.raw_key}
         text = json.dumps(meta, sort_keys=True).encode()
         pixels = memoryview(lab8).cast("B")
@@ -642,7 +644,7 @@ def _write_shard_in_worker(lake_url: str, spec: dict[str, Any], load_size: int) 
     return write_shard(open_store(lake_url), ShardSpec.from_dict(spec), load_size)
 
 
-def build_dataset(
+def stitch_dataset(
     store: ObjectStore, catalog: Catalog, params: ShardParams, workers: int = 1, lake_url: str | None = None
 ) -> dict[str, Any]:
     """Plan, write and publish in one process (CLI, benchmarks, tests); the DAG runs the same three steps as
@@ -710,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "shard_size": args.shard_size,
         }
     )
-    manifest = build_dataset(store, open_catalog(settings), params, workers=args.workers, lake_url=settings.lake_url)
+    manifest = stitch_dataset(store, open_catalog(settings), params, workers=args.workers, lake_url=settings.lake_url)
     print(describe(manifest))
 
 

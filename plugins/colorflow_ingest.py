@@ -1,43 +1,59 @@
-"""Tasks every ingestion DAG shares: connecting to a source, storing a batch of its photos, and the
-run's totals (which publish the `raw_images` asset).
+"""Tasks every ingestion DAG shares: discovering a web source's photos for the run's window, storing a batch
+of them, taking a slice of a dataset dump, and the run's totals (which publish the `raw_images` asset).
+
+Each task names its source; the source itself is found through `pipelines.sources.contract`, whose
+Protocols say what every source provides.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
 from typing import Any
 
 from airflow.sdk import BaseHook, get_current_context, task
 
 from colorflow_alerts import fail_fast
 from colorflow_assets import RAW_IMAGES
+from colorflow_context import data_window
 
 
-def connect(source: str, connection_id: str) -> tuple[ModuleType, Any, Any]:
-    """The connector module of `source`, with its configuration and HTTP client from the Airflow connection."""
+def _client(source: Any, connection_id: str) -> Any:
+    """The source's client for an Airflow connection, with the process's settings."""
     from pipelines.settings import get_settings
 
-    connector = importlib.import_module(f"pipelines.sources.{source}")
-    config, http = connector.connect(BaseHook.get_connection(connection_id), get_settings())
-    return connector, config, http
+    return source.connect(BaseHook.get_connection(connection_id), get_settings())
+
+
+@task(task_id="discover")
+def discover_photos(source: str) -> list[list[dict]]:
+    """The photos a web source offers for the run's window, as batches for the mapped `store` tasks."""
+    from pipelines.sources.contract import web_source
+    from pipelines.sources.web import SourceUnavailable, candidate_batches
+
+    context = get_current_context()
+    params = context["params"]
+    with fail_fast(SourceUnavailable):
+        connector = web_source(source)
+        found = connector.discover(_client(connector, params["connection_id"]), data_window(context), params)
+        return candidate_batches(found, params["batch_size"])
 
 
 @task(task_id="store")
 def store_photos(source: str, batch: list[dict]) -> dict[str, int]:
     """Fetch and store one batch of discovered photos (a mapped task)."""
+    from pipelines.sources.contract import web_source
     from pipelines.sources.web import SourceUnavailable, store_batch
 
     context = get_current_context()
     with fail_fast(SourceUnavailable):
-        connector, config, http = connect(source, context["params"]["connection_id"])
-        return store_batch(batch, lambda candidate: connector.fetch(config, http, candidate), context["run_id"])
+        connector = web_source(source)
+        client = _client(connector, context["params"]["connection_id"])
+        return store_batch(batch, lambda candidate: connector.fetch(client, candidate), context["run_id"])
 
 
 @task(outlets=[RAW_IMAGES])
 def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
     """The run's totals over all batches; emits `raw_images` so validation picks the new photos up."""
-    from pipelines.summary import add_counts
+    from pipelines.fan_out import add_counts
 
     return add_counts(counts)
 
@@ -52,6 +68,7 @@ def ingest_dump(source: str) -> dict[str, int]:
     from pipelines.archives import ArchiveError
     from pipelines.catalog import open_catalog
     from pipelines.settings import get_settings
+    from pipelines.sources.contract import dump_source
     from pipelines.sources.dumps import work_dir
     from pipelines.sources.web import SourceUnavailable
     from pipelines.storage import open_store
@@ -59,13 +76,12 @@ def ingest_dump(source: str) -> dict[str, int]:
     context = get_current_context()
     params = context["params"]
     with fail_fast(SourceUnavailable, ArchiveError):
-        connector, config, http = connect(source, params["connection_id"])
-        return connector.ingest(
-            config,
-            http,
+        dump = dump_source(source)
+        return dump.ingest(
+            _client(dump, params["connection_id"]),
             open_store(),
             open_catalog(),
             context["run_id"],
             work_dir(get_settings(), source),
-            **connector.ingest_options(params),
+            params,
         )

@@ -15,12 +15,10 @@ import io
 import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageOps
-
-from pipelines.sources.local import sample_photo_folders
 
 # The color photographs among the packages' samples, with words people would search them by.
 BASE_PHOTOS: dict[str, tuple[str, ...]] = {
@@ -100,13 +98,10 @@ class PhotoLibrary:
         pinned = os.environ.get("COLORFLOW_SANDBOX_ANCHOR_DATE")
         self.anchor = anchor or (date.fromisoformat(pinned) if pinned else datetime.now(UTC).date())
         self.variants = int(os.environ.get("COLORFLOW_SANDBOX_VARIANTS", VARIANTS_PER_BASE))
-        folders = sample_photo_folders()
-        self._paths = {}
-        for name in BASE_PHOTOS:
-            found = [folder / name for folder in folders if (folder / name).is_file()]
-            if not found:
-                raise FileNotFoundError(f"sample photo {name} is missing from the installed packages")
-            self._paths[name] = found[0]
+
+    @property
+    def _paths(self) -> dict[str, Path]:
+        return base_photo_files()
 
     @cached_property
     def photos(self) -> list[LibraryPhoto]:
@@ -153,6 +148,23 @@ class PhotoLibrary:
     def encode(self, number: int, width: int | None = None, image_format: str = "JPEG") -> bytes:
         """The photo encoded as a service would serve it, optionally scaled down to `width` pixels."""
         return _encode(self._paths[self.photos[number].base], self.photos[number].variant, width, image_format)
+
+
+@cache
+def base_photo_files() -> dict[str, Path]:
+    """Where each base photo lies, as the packages that ship it say through their sample-data APIs. Asked once
+    per process, on first use: scikit-learn takes a second or two to import."""
+    import matplotlib.cbook
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    shipped = {path.name: path for path in Path(skimage.data.data_dir).iterdir()}
+    shipped |= {Path(name).name: Path(name) for name in load_sample_images().filenames}
+    shipped["grace_hopper.jpg"] = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    missing = sorted(name for name in BASE_PHOTOS if not shipped.get(name, Path()).is_file())
+    if missing:
+        raise FileNotFoundError(f"sample photos missing from the installed packages: {', '.join(missing)}")
+    return {name: shipped[name] for name in BASE_PHOTOS}
 
 
 @lru_cache(maxsize=1024)

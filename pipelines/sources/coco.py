@@ -33,13 +33,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from pipelines.archives import Member, iter_zip
+from pipelines.archives import ArchiveEntry, iter_zip
 from pipelines.catalog import Catalog, Sighting, SightingRecord
 from pipelines.downloads import DownloadResult
 from pipelines.http import HttpClient, redact_url
 from pipelines.settings import Settings
 from pipelines.sources import dumps
 from pipelines.sources import flickr as flickr_source
+from pipelines.sources.contract import ConnectionLike, SourceClient
 from pipelines.sources.dumps import EVERYTHING, DumpHost, Subset
 from pipelines.sources.web import SourceUnavailable
 from pipelines.storage import ObjectStore
@@ -83,12 +84,6 @@ class Annotations:
 def client(config: CocoConfig, settings: Settings) -> HttpClient:
     """An HTTP client for the dump host, allowed to reach the allow-listed (sandbox) hosts."""
     return dumps.client(settings)
-
-
-def connect(connection: Any, settings: Settings) -> tuple[CocoConfig, HttpClient]:
-    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
-    config = CocoConfig.from_connection(connection)
-    return config, client(config, settings)
 
 
 def flickr_photo_id(url: str | None) -> str | None:
@@ -170,11 +165,11 @@ def _check_classes(classes: tuple[str, ...], index: Annotations) -> None:
         raise ValueError(f"COCO has no category {', '.join(unknown)} (it has {known})")
 
 
-def _sighting(index: Annotations, url: str, subset: Subset) -> Callable[[Member], SightingRecord | None]:
+def _sighting(index: Annotations, url: str, subset: Subset) -> Callable[[ArchiveEntry], SightingRecord | None]:
     """Sightings of a split zip's members that the annotations describe and that are in the subset's classes:
     id, license name and Flickr origin as the annotations give them."""
 
-    def to_sighting(member: Member) -> SightingRecord | None:
+    def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
         record = index.images.get(member.name)
         if record is None or not index.in_classes(record["id"], subset.classes):
             return None
@@ -226,3 +221,24 @@ def _records(document: Any, key: str, fields: Iterable[str]) -> list[dict[str, A
         if not isinstance(record, dict) or any(name not in record for name in fields):
             raise ValueError(f"an entry of {key} lacks {', '.join(fields)}")
     return records
+
+
+class Coco:
+    """COCO 2017 as a `DumpSource`: a slice (`splits`, `classes`, `max_images`) with its licenses."""
+
+    name = SOURCE
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        config = CocoConfig.from_connection(connection)
+        return SourceClient(config, client(config, settings))
+
+    def ingest(
+        self,
+        client: SourceClient,
+        store: ObjectStore,
+        catalog: Catalog,
+        run_id: str,
+        work_area: Path,
+        params: Mapping[str, Any],
+    ) -> dict[str, int]:
+        return ingest(client.config, client.http, store, catalog, run_id, work_area, **ingest_options(params))

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
-from pipelines.archives import Member
+from pipelines.archives import ArchiveEntry
 from pipelines.catalog import Catalog, SightingRecord
 from pipelines.downloads import DownloadResult, download, parse_checksum_file
 from pipelines.http import HttpClient, HttpPolicy, redact_url
@@ -210,8 +210,8 @@ def member_url(archive_url: str, member_name: str) -> str:
 
 
 def store_members(
-    members: Iterable[Member],
-    to_sighting: Callable[[Member], SightingRecord | None],
+    members: Iterable[ArchiveEntry],
+    to_sighting: Callable[[ArchiveEntry], SightingRecord | None],
     store: ObjectStore,
     catalog: Catalog,
     run_id: str,
@@ -227,7 +227,7 @@ def store_members(
     counts: Counter[str] = Counter(stored=0, already_known=0, skipped=0, objects_written=0)
     if max_images is not None and max_images < 1:
         return dict(counts)
-    batch: list[tuple[Member, SightingRecord]] = []
+    batch: list[tuple[ArchiveEntry, SightingRecord]] = []
     taken = 0
     for member in members:
         sighting = to_sighting(member)
@@ -247,7 +247,7 @@ def store_members(
 
 
 def _store_batch(
-    batch: list[tuple[Member, SightingRecord]], store: ObjectStore, catalog: Catalog, run_id: str, counts: Counter
+    batch: list[tuple[ArchiveEntry, SightingRecord]], store: ObjectStore, catalog: Catalog, run_id: str, counts: Counter
 ) -> None:
     known: set[tuple[str, str]] = set()
     for source in {sighting.source for _, sighting in batch}:

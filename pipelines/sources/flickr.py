@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType, redact_url
 from pipelines.licenses import FLICKR_ALLOWED_LICENSES, FLICKR_LICENSE_NAMES
 from pipelines.settings import Settings
+from pipelines.sources.contract import ConnectionLike, SourceClient
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 
 logger = logging.getLogger(__name__)
@@ -92,12 +93,6 @@ class FlickrConfig:
 def client(config: FlickrConfig, settings: Settings) -> HttpClient:
     """An HTTP client paced for Flickr, that may reach the allow-listed (sandbox) hosts."""
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts), min_interval_s=MIN_INTERVAL_S))
-
-
-def connect(connection: Any, settings: Settings) -> tuple[FlickrConfig, HttpClient]:
-    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
-    config = FlickrConfig.from_connection(connection)
-    return config, client(config, settings)
 
 
 def as_int(value: Any) -> int:
@@ -264,3 +259,20 @@ def fetch(config: FlickrConfig, http: HttpClient, candidate: Candidate) -> bytes
             f" ({redact_url(fetched.url)}): the photo was deleted or is no longer public"
         )
     return fetched.content
+
+
+class Flickr:
+    """Flickr as a `WebSource`: photos with any of the run's `tags` under its `licenses`, uploaded in the window."""
+
+    name = SOURCE
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        config = FlickrConfig.from_connection(connection)
+        return SourceClient(config, client(config, settings))
+
+    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
+        licenses = tuple(params.get("licenses") or FLICKR_ALLOWED_LICENSES)
+        return discover(client.config, client.http, window, params["tags"], licenses, params["limit"])
+
+    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
+        return fetch(client.config, client.http, candidate)

@@ -33,12 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from pipelines.archives import Member, iter_tar
+from pipelines.archives import ArchiveEntry, iter_tar
 from pipelines.catalog import Catalog, SightingRecord
 from pipelines.downloads import DownloadResult
 from pipelines.http import HttpClient, redact_url
 from pipelines.settings import Settings
 from pipelines.sources import dumps
+from pipelines.sources.contract import ConnectionLike, SourceClient
 from pipelines.sources.dumps import EVERYTHING, DumpHost, Subset
 from pipelines.storage import ObjectStore
 
@@ -81,12 +82,6 @@ class ImageNetConfig(DumpHost):
 def client(config: ImageNetConfig, settings: Settings) -> HttpClient:
     """An HTTP client for the dump hosts, allowed to reach the allow-listed (sandbox) hosts."""
     return dumps.client(settings)
-
-
-def connect(connection: Any, settings: Settings) -> tuple[ImageNetConfig, HttpClient]:
-    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
-    config = ImageNetConfig.from_connection(connection)
-    return config, client(config, settings)
 
 
 def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,7 +132,7 @@ def _ingest_imagenette(
     url = config.url(f"{variant}.tgz")
     downloaded = dumps.fetch_verified(config, http, url, f"{url}.md5", work_dir)
 
-    def to_sighting(member: Member) -> SightingRecord | None:
+    def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
         match = IMAGENETTE_MEMBER.fullmatch(member.name)
         if match is None or match["variant"] != variant or not subset.wants(match["split"], match["wnid"]):
             return None
@@ -182,10 +177,10 @@ def _ingest_ilsvrc(
     return dict(counts)
 
 
-def _train_sighting(url: str, subset: Subset) -> Callable[[Member], SightingRecord | None]:
+def _train_sighting(url: str, subset: Subset) -> Callable[[ArchiveEntry], SightingRecord | None]:
     """Sightings of the train tar's `<wnid>.tar/<wnid>_<n>.JPEG` members of the subset's classes."""
 
-    def to_sighting(member: Member) -> SightingRecord | None:
+    def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
         match = ILSVRC_TRAIN_MEMBER.fullmatch(member.name)
         if match is None or not subset.wants_class(match["wnid"]):
             return None
@@ -194,10 +189,10 @@ def _train_sighting(url: str, subset: Subset) -> Callable[[Member], SightingReco
     return to_sighting
 
 
-def _val_sighting(url: str) -> Callable[[Member], SightingRecord | None]:
+def _val_sighting(url: str) -> Callable[[ArchiveEntry], SightingRecord | None]:
     """Sightings of the val tar's flat `ILSVRC2012_val_<n>.JPEG` members."""
 
-    def to_sighting(member: Member) -> SightingRecord | None:
+    def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
         if not ILSVRC_VAL_MEMBER.fullmatch(member.name):
             return None
         return _sighting(f"{ILSVRC}/val/{member.name}", dumps.member_url(url, member.name))
@@ -205,7 +200,7 @@ def _val_sighting(url: str) -> Callable[[Member], SightingRecord | None]:
     return to_sighting
 
 
-def _class_tar_members(path: Path, label: str, subset: Subset) -> Iterator[Member]:
+def _class_tar_members(path: Path, label: str, subset: Subset) -> Iterator[ArchiveEntry]:
     """The images of ILSVRC's train tar, named `<wnid>.tar/<file>`: each wanted per-class tar is read from
     the outer stream into memory (about 150 MB) and streamed in turn; unwanted classes are never held."""
 
@@ -216,8 +211,30 @@ def _class_tar_members(path: Path, label: str, subset: Subset) -> Iterator[Membe
     for class_tar in iter_tar(path, wanted=wanted, label=label):
         inner_label = f"{label}#{class_tar.name}"
         for member in iter_tar(io.BytesIO(class_tar.data), label=inner_label):
-            yield Member(name=f"{class_tar.name}/{member.name}", size=member.size, data=member.data)
+            yield ArchiveEntry(name=f"{class_tar.name}/{member.name}", size=member.size, data=member.data)
 
 
 def _sighting(source_id: str, url: str) -> SightingRecord:
     return SightingRecord(source=SOURCE, source_id=source_id, url=url, license=LICENSE)
+
+
+class ImageNet:
+    """ImageNet as a `DumpSource`: a slice of Imagenette or the ILSVRC2012 tars (`archive`, `splits`,
+    `classes`, `max_images`)."""
+
+    name = SOURCE
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        config = ImageNetConfig.from_connection(connection)
+        return SourceClient(config, client(config, settings))
+
+    def ingest(
+        self,
+        client: SourceClient,
+        store: ObjectStore,
+        catalog: Catalog,
+        run_id: str,
+        work_area: Path,
+        params: Mapping[str, Any],
+    ) -> dict[str, int]:
+        return ingest(client.config, client.http, store, catalog, run_id, work_area, **ingest_options(params))

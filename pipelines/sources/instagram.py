@@ -37,7 +37,7 @@ import contextlib
 import json
 import logging
 import urllib.robotparser
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,8 +48,9 @@ from bs4 import BeautifulSoup
 from pipelines.browser import CHROMEDRIVER, CHROMIUM_BINARY, HeadlessChromium
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.settings import Settings, get_settings
+from pipelines.sources.contract import ConnectionLike, SourceClient
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
-from pipelines.storage import ObjectNotFound, ObjectStore
+from pipelines.storage import ObjectNotFound, ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +115,6 @@ def client(config: InstagramConfig, settings: Settings | None = None) -> HttpCli
     """The shared HTTP client, allowed to reach the configured hosts (the sandbox on loopback, in tests)."""
     settings = settings or get_settings()
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts)))
-
-
-def connect(connection: Any, settings: Settings) -> tuple[InstagramConfig, HttpClient]:
-    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
-    config = InstagramConfig.from_connection(connection)
-    return config, client(config, settings)
 
 
 def normalize_hashtag(text: str) -> str:
@@ -508,3 +503,32 @@ def discover_browser(
             if limit is not None and len(found) >= limit:
                 return found[:limit]
     return found
+
+
+class Instagram:
+    """Instagram as a `WebSource`: the Graph API's hashtag search, or with `mode` = browser the rendered
+    hashtag pages. The Graph mode keeps its hashtag-id cache and query budget in the lake."""
+
+    name = SOURCE
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        config = InstagramConfig.from_connection(connection)
+        return SourceClient(config, client(config, settings))
+
+    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
+        if params.get("mode") == "browser":
+            return discover_browser(
+                client.config, client.http, window, params["hashtags"], params["limit"], params["max_scrolls"]
+            )
+        return discover_graph(
+            client.config,
+            client.http,
+            window,
+            params["hashtags"],
+            params["limit"],
+            state_store=open_store(),
+            include_top=params.get("include_top_media", False),
+        )
+
+    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
+        return fetch(client.config, client.http, candidate)

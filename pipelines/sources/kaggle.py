@@ -52,6 +52,7 @@ from pipelines.downloads import DownloadResult, download
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.raw_zone import ingest_photo
 from pipelines.settings import Settings
+from pipelines.sources.contract import ConnectionLike, SourceClient
 from pipelines.sources.web import SourceUnavailable
 from pipelines.storage import ObjectStore
 
@@ -161,12 +162,6 @@ def split_dataset(dataset: str) -> tuple[str, str]:
 def client(config: KaggleConfig, settings: Settings) -> HttpClient:
     """An HTTP client that may reach the allow-listed (sandbox) hosts; credentials are added per API call."""
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts)))
-
-
-def connect(connection: Any | None, settings: Settings) -> tuple[KaggleConfig, HttpClient]:
-    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
-    config = KaggleConfig.from_connection(connection)
-    return config, client(config, settings)
 
 
 def _refusal(config: KaggleConfig, dataset: str, error: HttpError) -> SourceUnavailable | None:
@@ -510,3 +505,24 @@ def ingest(
 def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """`ingest`'s keyword arguments from a DAG run's params."""
     return {"dataset": params["dataset"], "max_images": params.get("max_images")}
+
+
+class Kaggle:
+    """Kaggle's `image-colorization` arrays as a `DumpSource`: `dataset`, at most `max_images` samples."""
+
+    name = SOURCE
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        config = KaggleConfig.from_connection(connection)
+        return SourceClient(config, client(config, settings))
+
+    def ingest(
+        self,
+        client: SourceClient,
+        store: ObjectStore,
+        catalog: Catalog,
+        run_id: str,
+        work_area: Path,
+        params: Mapping[str, Any],
+    ) -> dict[str, int]:
+        return ingest(client.config, client.http, store, catalog, run_id, work_area, **ingest_options(params))

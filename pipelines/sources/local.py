@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipelines.catalog import Catalog, SightingRecord
+from pipelines.fan_out import batched
 from pipelines.raw_zone import content_digest, ingest_photo
 from pipelines.settings import Settings, get_settings
 from pipelines.storage import ObjectStore
@@ -106,11 +107,9 @@ def _refusal(path: Path) -> str | None:
     return None
 
 
-def batches(paths: list[Path], batch_size: int) -> list[list[str]]:
-    """Split paths into batches for mapped tasks (as strings, which travel through XCom)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return [[str(path) for path in paths[start : start + batch_size]] for start in range(0, len(paths), batch_size)]
+def path_batches(paths: list[Path], batch_size: int) -> list[list[str]]:
+    """Paths split for mapped tasks, as strings (which travel through XCom)."""
+    return [[str(path) for path in batch] for batch in batched(paths, batch_size)]
 
 
 def ingest_files(

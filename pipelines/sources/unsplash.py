@@ -25,14 +25,16 @@ import csv
 import io
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.settings import Settings
+from pipelines.sources.contract import ConnectionLike, SourceClient
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 
 logger = logging.getLogger(__name__)
@@ -47,14 +49,6 @@ MIN_INTERVAL_S = 0.1  # pacing between requests to one host; the hourly budget i
 JSON_TYPES = ("application/json",)
 RATE_LIMIT_EXCEEDED = "Rate Limit Exceeded"
 DATASET_COLUMNS = frozenset({"photo_id", "photo_url", "photo_image_url", "photo_submitted_at"})
-
-
-class ConnectionLike(Protocol):
-    """The fields of an Airflow Connection this module reads (duck-typed, so Airflow is not imported)."""
-
-    host: str | None
-    port: int | None
-    password: str | None
 
 
 @dataclass(frozen=True)
@@ -103,12 +97,6 @@ def client(config: UnsplashConfig, settings: Settings) -> HttpClient:
     the same way by the DAGs.
     """
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts), min_interval_s=MIN_INTERVAL_S))
-
-
-def connect(connection: Any, settings: Settings) -> tuple[UnsplashConfig, HttpClient]:
-    """The configuration and HTTP client for an Airflow connection, as the DAG tasks use them."""
-    config = UnsplashConfig.from_connection(connection)
-    return config, client(config, settings)
 
 
 def _next_hour(now: datetime | None = None) -> datetime:
@@ -282,3 +270,23 @@ def discover_dataset_tsv(
     candidates = unique(found)[: max(limit, 0)]
     logger.info("Unsplash dataset %s: %d photos in the window, %d kept", location, len(found), len(candidates))
     return candidates
+
+
+class Unsplash:
+    """Unsplash as a `WebSource`: the API search (newest first), or the Dataset TSV with `mode` = dataset."""
+
+    name = SOURCE
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        config = UnsplashConfig.from_connection(connection)
+        return SourceClient(config, client(config, settings))
+
+    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
+        if params.get("mode") == "dataset":
+            return discover_dataset_tsv(
+                client.http, params["dataset_tsv"], window, params["limit"], client.config.image_width
+            )
+        return discover(client.config, client.http, window, params["queries"], params["limit"])
+
+    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
+        return fetch(client.config, client.http, candidate)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.catalog import Catalog, SightingRecord, open_catalog
+from pipelines.fan_out import batched
 from pipelines.http import HttpError
 from pipelines.raw_zone import ingest_photo
 from pipelines.storage import ObjectStore, open_store
@@ -78,14 +79,9 @@ class Candidate(SightingRecord):
         return cls(**data)
 
 
-def batches(candidates: list[Candidate], batch_size: int) -> list[list[dict[str, Any]]]:
+def candidate_batches(candidates: list[Candidate], batch_size: int) -> list[list[dict[str, Any]]]:
     """Candidates split for mapped tasks, as XCom-friendly dicts."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return [
-        [candidate.to_xcom() for candidate in candidates[start : start + batch_size]]
-        for start in range(0, len(candidates), batch_size)
-    ]
+    return [[candidate.to_xcom() for candidate in batch] for batch in batched(candidates, batch_size)]
 
 
 def unique(candidates: Iterable[Candidate]) -> list[Candidate]:

@@ -11,7 +11,7 @@ import pytest
 from models.train import TrainConfig
 from pipelines.catalog import Catalog, Image, Sighting, utcnow
 from pipelines.raw_zone import raw_key
-from pipelines.shards import ShardParams, build_dataset
+from pipelines.shards import ShardParams, stitch_dataset
 from pipelines.storage import FileStore
 from sandbox.library import PhotoLibrary
 
@@ -48,7 +48,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
         ]
         catalog.upsert(session, Sighting, sightings, ["source", "source_id"])
     params = ShardParams(load_size=72, shard_size=16, split_ratios=(("train", 0.8), ("val", 0.2), ("test", 0.0)))
-    manifest = build_dataset(store, catalog, params)
+    manifest = stitch_dataset(store, catalog, params)
     return f"file://{store.root}", manifest["version"]
 
 

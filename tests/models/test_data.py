@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from models.data import ShardStream, from_network, to_network
 from pipelines.raw_zone import raw_key
 from pipelines.settings import get_settings
-from pipelines.shards import Member, ShardSpec, publish, write_shard
+from pipelines.shards import DatasetImage, ShardSpec, publish, write_shard
 from pipelines.storage import FileStore, ObjectStore, S3Store
 from sandbox.library import PhotoLibrary
 
@@ -34,7 +34,7 @@ def write_dataset(store: ObjectStore, catalog_path: Path) -> dict:
         data = library.encode(number)
         sha256 = f"{number:064x}"
         store.put(raw_key(sha256, "jpg"), data)
-        members.append(Member(sha256, raw_key(sha256, "jpg"), "jpg", ("unsplash",), "train"))
+        members.append(DatasetImage(sha256, raw_key(sha256, "jpg"), "jpg", ("unsplash",), "train"))
         with catalog.session() as session:
             row = {"sha256": sha256, "raw_key": raw_key(sha256, "jpg"), "format": "jpg", "byte_size": len(data)}
             catalog.upsert(session, Image, [{**row, "status": "accepted", "first_seen_at": utcnow()}], ["sha256"])

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.archives import (
+    ArchiveEntry,
     ArchiveLimits,
     CorruptArchive,
-    Member,
     UnsafeArchive,
     check_member_name,
     iter_tar,
@@ -75,7 +75,7 @@ def photo_entries() -> list[tuple[tarfile.TarInfo, bytes | None]]:
     ]
 
 
-def read_back(members: list[Member]) -> dict[str, bytes]:
+def read_back(members: list[ArchiveEntry]) -> dict[str, bytes]:
     assert all(member.size == len(member.data) for member in members)
     return {member.name: member.data for member in members}
 
@@ -177,7 +177,7 @@ def test_tar_with_a_hostile_name_is_refused(tmp_path: Path, name: str, rule: str
 @pytest.mark.parametrize(("name", "rule"), HOSTILE_NAMES)
 def test_zip_with_a_hostile_name_is_refused_before_any_member(tmp_path: Path, name: str, rule: str) -> None:
     archive = write_zip(tmp_path / "slip.zip", [("good.jpg", b"fine"), (name, b"owned")])
-    yielded: list[Member] = []
+    yielded: list[ArchiveEntry] = []
 
     with pytest.raises(UnsafeArchive, match=rule) as refused:
         yielded.extend(iter_zip(archive, label="coco-slip.zip"))
@@ -248,7 +248,7 @@ def test_zip_bomb_is_refused_before_anything_is_inflated(
         raise AssertionError("a member was opened before the whole central directory was checked")
 
     monkeypatch.setattr(zipfile.ZipFile, "open", never_inflate)
-    yielded: list[Member] = []
+    yielded: list[ArchiveEntry] = []
     started = time.perf_counter()
 
     with pytest.raises(UnsafeArchive, match=rule) as refused:

@@ -18,7 +18,7 @@ from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, Sig
 from pipelines.lake_audit import audit_lake, write_report
 from pipelines.quality import validate_batch
 from pipelines.raw_zone import ingest_photo, quarantine_key, raw_key
-from pipelines.shards import ShardParams, build_dataset, load_manifest, manifest_key
+from pipelines.shards import ShardParams, load_manifest, manifest_key, stitch_dataset
 from pipelines.storage import ObjectStore
 from sandbox.library import PhotoLibrary
 from tests.corpus import color_photo
@@ -46,7 +46,7 @@ def lake(file_or_s3_store: ObjectStore, catalog: Catalog) -> tuple[ObjectStore, 
     shas = [offer(store, catalog, LIBRARY.encode(number), f"photo-{number}") for number in (0, 1, 2, 3, 4, 6)]
     gray = offer(store, catalog, gray_photo(), "gray-photo")
     validate_batch(store, catalog, "validate__1")
-    manifest = build_dataset(store, catalog, ShardParams(load_size=32, shard_size=2))
+    manifest = stitch_dataset(store, catalog, ShardParams(load_size=32, shard_size=2))
     return store, catalog, {"photos": shas, "gray": gray, "manifest": manifest}
 
 

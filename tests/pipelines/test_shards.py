@@ -30,12 +30,12 @@ from pipelines.quality import validate_batch
 from pipelines.raw_zone import ingest_photo
 from pipelines.shards import (
     ShardParams,
-    build_dataset,
     iter_samples,
     load_manifest,
     manifest_key,
     plan_build,
     split_of,
+    stitch_dataset,
     transform_image,
 )
 from pipelines.storage import FileStore, ObjectNotFound
@@ -134,7 +134,7 @@ def test_manifest_matches_its_shards_and_the_catalog(store: FileStore, catalog: 
     offer_photos(store, catalog, DISTINCT[:18])
     validate(store, catalog, "validate-1")
 
-    manifest = build_dataset(store, catalog, SMALL)
+    manifest = stitch_dataset(store, catalog, SMALL)
 
     assert manifest == load_manifest(store, manifest["version"])
     assert manifest["sample_count"] == 18 == sum(manifest["splits"].values()) == sum(manifest["source_mix"].values())
@@ -164,10 +164,10 @@ def test_manifest_matches_its_shards_and_the_catalog(store: FileStore, catalog: 
 def test_building_again_is_a_no_op(store: FileStore, catalog: Catalog) -> None:
     offer_photos(store, catalog, DISTINCT[:6])
     validate(store, catalog, "validate-1")
-    first = build_dataset(store, catalog, SMALL)
+    first = stitch_dataset(store, catalog, SMALL)
     objects = shard_files(store)
 
-    again = build_dataset(store, catalog, SMALL)
+    again = stitch_dataset(store, catalog, SMALL)
 
     assert again == first  # the same manifest, created_at included: nothing was rebuilt
     assert shard_files(store) == objects
@@ -178,11 +178,11 @@ def test_images_keep_their_split_when_the_dataset_grows(store: FileStore, catalo
     params = ShardParams(load_size=32, shard_size=50, split_ratios=(("train", 0.6), ("val", 0.2), ("test", 0.2)))
     offer_photos(store, catalog, DISTINCT[:20])
     validate(store, catalog, "validate-1")
-    before = build_dataset(store, catalog, params)
+    before = stitch_dataset(store, catalog, params)
     offer_photos(store, catalog, DISTINCT[20:40])
     validate(store, catalog, "validate-2")
 
-    after = build_dataset(store, catalog, params)
+    after = stitch_dataset(store, catalog, params)
 
     def splits(manifest: dict) -> dict[str, str]:
         return {s.key: s.meta["split"] for shard in manifest["shards"] for s in iter_samples(store, shard["key"])}
@@ -222,7 +222,7 @@ def test_filters_select_by_source(store: FileStore, catalog: Catalog) -> None:
     offer_photos(store, catalog, DISTINCT[:9])
     validate(store, catalog, "validate-1")
 
-    manifest = build_dataset(store, catalog, ShardParams(load_size=32, sources=("flickr",)))
+    manifest = stitch_dataset(store, catalog, ShardParams(load_size=32, sources=("flickr",)))
 
     assert manifest["source_mix"] == {"flickr": 3} and manifest["params"]["sources"] == ["flickr"]
 
@@ -233,7 +233,7 @@ def test_an_unreadable_accepted_image_is_left_out_with_its_reason(store: FileSto
     with catalog.session() as session:
         session.execute(update(ImageRow).values(status="accepted"))
 
-    manifest = build_dataset(store, catalog, SMALL)
+    manifest = stitch_dataset(store, catalog, SMALL)
 
     assert manifest["sample_count"] == 1
     assert [failure["sha256"] for failure in manifest["failures"]] == [broken]

@@ -14,9 +14,9 @@ from pipelines.catalog import Image as ImageRow
 from pipelines.settings import Settings
 from pipelines.sources.local import (
     SAMPLE_PHOTOS,
-    batches,
     discover_photos,
     ingest_files,
+    path_batches,
     photos_to_ingest,
     sample_photos,
 )
@@ -56,12 +56,12 @@ def test_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
         discover_photos([tmp_path / "absent"])
 
 
-def test_batches() -> None:
+def test_path_batches() -> None:
     paths = [Path(f"/p/{number}.jpg") for number in range(5)]
-    assert batches(paths, 2) == [["/p/0.jpg", "/p/1.jpg"], ["/p/2.jpg", "/p/3.jpg"], ["/p/4.jpg"]]
-    assert batches([], 2) == []
+    assert path_batches(paths, 2) == [["/p/0.jpg", "/p/1.jpg"], ["/p/2.jpg", "/p/3.jpg"], ["/p/4.jpg"]]
+    assert path_batches([], 2) == []
     with pytest.raises(ValueError):
-        batches(paths, 0)
+        path_batches(paths, 0)
 
 
 def test_ingest_counts_duplicates_and_unreadable_files(tmp_path: Path) -> None:

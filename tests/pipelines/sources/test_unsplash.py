@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from pipelines.catalog import Catalog, FetchFailure, Sighting
-from pipelines.http import HttpClient
+from pipelines.http import HttpClient, host_key
 from pipelines.settings import Settings
 from pipelines.sources.unsplash import (
     LICENSE,
@@ -92,11 +92,11 @@ def test_config_from_a_connection_keeps_the_key_out_of_repr() -> None:
         UnsplashConfig.from_connection(SimpleNamespace(host="api.unsplash.com", port=None, password=""))
 
 
-def test_the_client_sends_no_key_by_itself(config: UnsplashConfig, settings: Settings) -> None:
+def test_the_client_sends_no_key_by_itself(config: UnsplashConfig, settings: Settings, sandbox_url: str) -> None:
     """The key travels per API request only, so image hosts and redirects never receive it."""
     policy = client(config, settings).policy
     assert "Authorization" not in policy.headers and UNSPLASH_ACCESS_KEY not in repr(policy)
-    assert f"127.0.0.1:{settings.sandbox_port}" in policy.allowed_hosts
+    assert host_key(sandbox_url) in policy.allowed_hosts
 
 
 def test_discover_keeps_the_window_and_pages_only_as_far_as_it(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, FetchFailure, Sighting
 from pipelines.http import HttpError
-from pipelines.sources.web import Candidate, Window, batches, run_window, store_candidates, unique
+from pipelines.sources.web import Candidate, Window, candidate_batches, run_window, store_candidates, unique
 from pipelines.storage import FileStore
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)
@@ -40,7 +40,7 @@ def test_window_is_half_open_and_splits_in_halves() -> None:
 
 def test_candidates_round_trip_through_xcom_batches() -> None:
     offered = [candidate(number) for number in range(5)]
-    split = batches(offered, 2)
+    split = candidate_batches(offered, 2)
     assert [len(batch) for batch in split] == [2, 2, 1]
     assert [Candidate.from_xcom(item) for batch in split for item in batch] == offered
     assert unique([*offered, candidate(1)]) == offered

@@ -1,0 +1,110 @@
+"""What every source implements, so the ingestion tasks drive any of them the same way.
+
+Two kinds of source, one Protocol each:
+
+- a `WebSource` is searched for a time window and fetched photo by photo (Unsplash, Flickr, Instagram):
+  `discover` runs in one task, and mapped tasks `fetch` and store its candidates;
+- a `DumpSource` is a published dataset taken a slice at a time (ImageNet, COCO, Kaggle): `ingest` downloads
+  it resumably into a work folder and stores the slice the run's params ask for.
+
+Both start from `connect`, which turns an Airflow connection (duck-typed: Airflow is not imported here) and
+the settings into a `SourceClient`. `pipelines/sources/README.md` lists the steps to add a source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pipelines.catalog import Catalog
+from pipelines.http import HttpClient
+from pipelines.settings import Settings
+from pipelines.sources.web import Candidate, Window
+from pipelines.storage import ObjectStore
+
+
+class ConnectionLike(Protocol):
+    """The fields of an Airflow Connection a source reads."""
+
+    host: str | None
+    port: int | None
+    login: str | None
+    password: str | None
+    extra_dejson: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceClient:
+    """A source's configuration, read from its connection, and the HTTP client that honours its rules."""
+
+    config: Any
+    http: HttpClient
+
+
+@runtime_checkable
+class WebSource(Protocol):
+    """A service searched for a time window and fetched photo by photo."""
+
+    name: str
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        """The client for a connection; raises ValueError naming what the connection lacks."""
+        ...
+
+    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
+        """The photos offered in `window`, as the run's params (queries, limits, mode) ask."""
+        ...
+
+    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
+        """One candidate's bytes; `HttpError` for a photo that fails alone, `SourceUnavailable` for the source."""
+        ...
+
+
+@runtime_checkable
+class DumpSource(Protocol):
+    """A published dataset, downloaded resumably and stored a slice at a time."""
+
+    name: str
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        """The client for a connection; raises ValueError naming what the connection lacks."""
+        ...
+
+    def ingest(
+        self,
+        client: SourceClient,
+        store: ObjectStore,
+        catalog: Catalog,
+        run_id: str,
+        work_area: Path,
+        params: Mapping[str, Any],
+    ) -> dict[str, int]:
+        """Download into `work_area` (a retry resumes there) and store the slice `params` asks for; counts."""
+        ...
+
+
+def web_source(name: str) -> WebSource:
+    """The web source called `name`."""
+    from pipelines.sources.flickr import Flickr
+    from pipelines.sources.instagram import Instagram
+    from pipelines.sources.unsplash import Unsplash
+
+    return _by_name(name, (Unsplash(), Flickr(), Instagram()))
+
+
+def dump_source(name: str) -> DumpSource:
+    """The dataset dump called `name`."""
+    from pipelines.sources.coco import Coco
+    from pipelines.sources.imagenet import ImageNet
+    from pipelines.sources.kaggle import Kaggle
+
+    return _by_name(name, (ImageNet(), Coco(), Kaggle()))
+
+
+def _by_name(name: str, sources: tuple[Any, ...]) -> Any:
+    found = {source.name: source for source in sources}
+    if name not in found:
+        raise ValueError(f"no source called {name!r}: there are {', '.join(sorted(found))}")
+    return found[name]
