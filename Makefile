@@ -2,6 +2,7 @@
 # Both prepare the machine first (Debian packages, .venv) when something is missing.
 
 PY := .venv/bin/python
+COLORFLOW := .venv/bin/colorflow
 BOOTSTRAP := scripts/bootstrap.sh
 
 .PHONY: help bootstrap up down status demo test drills lint format bench lock
@@ -13,16 +14,16 @@ bootstrap:  ## install Debian packages and .venv when missing or out of date
 	@bash $(BOOTSTRAP)
 
 up: bootstrap  ## start Airflow, MLflow and the sandbox on loopback (waits until healthy)
-	$(PY) -m embedded up
+	$(COLORFLOW) stack up
 
 down:  ## stop the services `make up` started
-	@if [ -x $(PY) ]; then $(PY) -m embedded down; else echo "nothing to stop"; fi
+	@if [ -x $(COLORFLOW) ]; then $(COLORFLOW) stack down; else echo "nothing to stop"; fi
 
 status:  ## show the state of each local service
-	$(PY) -m embedded status
+	$(COLORFLOW) stack status
 
 demo: up  ## run the whole pipeline through Airflow and print a summary; leaves the UIs up
-	$(PY) -m embedded demo
+	$(COLORFLOW) stack demo
 
 test: bootstrap  ## run every test and the fast drills (starts its own services on free ports)
 	$(PY) -m pytest -m "not slow_drill"

@@ -1,93 +1,111 @@
 """The `colorflow` command: one entry point for what people run by hand.
 
-    colorflow lake audit [--repair] [--checksums]
-
-Each subcommand's `--help` says everything it takes. Heavy libraries are imported by the subcommand that
-needs them, so `colorflow --help` answers at once.
+Each command's options live with the code that runs it (`add_arguments` beside `run`), so
+`python -m models.colorize`, `python -m pipelines.shards` and `python -m embedded` keep working with the
+same options. Only the command being run is imported: `colorflow --help` answers at once, while
+`colorflow train --help` loads PyTorch to list the trainer's options.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
 
 PROG = "colorflow"
+EXAMPLES = """\
+examples:
+  colorflow stack up                        start Airflow, MLflow and the sandbox on this machine
+  colorflow stack demo                      run the whole pipeline through Airflow, print a summary
+  colorflow colorize old/*.jpg -o colored/  colorize photos with the champion model
+  colorflow dataset build --source flickr   stitch accepted images into a dataset version
+  colorflow train --dataset VERSION         train on a dataset version over every GPU of this machine
+  colorflow lake audit --repair             compare the lake with the catalog, rebuild what drifted
+  colorflow airflow dags list               the Airflow CLI with the stack's settings
+
+`colorflow COMMAND --help` says everything a command takes.
+"""
 
 
-def _lake_audit(args: argparse.Namespace) -> int:
-    from pipelines.catalog import open_catalog, utcnow
-    from pipelines.lake_audit import LakeDrift, check_lake
-    from pipelines.settings import get_settings
-    from pipelines.storage import open_store
+@dataclass(frozen=True)
+class Command:
+    """A command: where its options and its run live, and what to say of it in the list."""
 
-    settings = get_settings()
-    try:
-        check_lake(
-            open_store(settings=settings),
-            open_catalog(settings),
-            f"cli-{utcnow():%Y%m%dT%H%M%S.%fZ}",
-            checksums=args.checksums,
-            repair=args.repair,
-            grace=timedelta(minutes=args.grace_minutes),
-            stale_after=timedelta(hours=args.stale_after_hours),
-        )
-    except LakeDrift as drift:
-        print(drift, file=sys.stderr)
-        return 1
-    return 0
+    module: str
+    help: str
+    description: str
 
 
-def _add_lake_commands(commands: argparse._SubParsersAction) -> None:
-    lake = commands.add_parser(
-        "lake", help="check the lake against the catalog", description="The lake and its catalog."
-    )
-    lake_commands = lake.add_subparsers(dest="lake_command", required=True, metavar="COMMAND")
-    audit = lake_commands.add_parser(
-        "audit",
-        help="compare the lake with the catalog and report drift; exits 1 when drift remains",
-        description="Compare the lake with the catalog: raw objects with no image row, image rows whose object"
-        " is missing, sightings of unknown images, dataset members in missing shards, and staged writes or"
-        " multipart uploads left unfinished. Prints a summary, keeps the full JSON report in the lake under"
+COMMANDS: dict[str, Command] = {
+    "colorize": Command(
+        "models.colorize",
+        "colorize photos with a registered model",
+        "Colorize photos (files or folders) at full resolution with a model from the MLflow registry; writes"
+        " one PNG per photo. A photo that cannot be read is named with the reason and the others go on.",
+    ),
+    "dataset": Command(
+        "pipelines.shards",
+        "build or show a dataset version of Lab shards",
+        "Dataset versions: immutable sets of Lab shards in the lake, stitched from every accepted image.",
+    ),
+    "train": Command(
+        "models.launch",
+        "train the colorizer on a dataset version",
+        "Train the pix2pix colorizer on a dataset version, over every GPU of this machine (torchrun) or on the"
+        " CPU, tracked in MLflow with checkpoints in the lake. The train_colorizer DAG runs the same trainer.",
+    ),
+    "stack": Command(
+        "embedded.commands",
+        "start, stop, check or demo the local stack",
+        "The embedded stack on this machine: Airflow, MLflow, PostgreSQL and the sandbox, on loopback.",
+    ),
+    "lake": Command(
+        "pipelines.lake_audit",
+        "audit the lake against the catalog",
+        "Compare the lake with the catalog: raw objects with no image row, image rows whose object is missing,"
+        " sightings of unknown images, dataset members in missing shards, and staged writes or multipart"
+        " uploads left unfinished. Prints a summary, keeps the full JSON report in the lake under"
         " reports/audit/, and exits 1 when drift remains (0 when the lake is clean or everything found was"
         " repaired). Time grows linearly with the lake; memory stays at one hash bucket of it.",
-    )
-    audit.add_argument(
-        "--repair",
-        action="store_true",
-        help="rebuild what the lake can rebuild: image rows from their objects' bytes, raw objects from their"
-        " quarantine copies; throw stale unfinished writes away",
-    )
-    audit.add_argument(
-        "--checksums", action="store_true", help="also hash every raw object and shard (reads the whole lake)"
-    )
-    audit.add_argument(
-        "--grace-minutes",
-        type=float,
-        default=60,
-        help="leave out objects and rows younger than this, which a running task may still be writing (60)",
-    )
-    audit.add_argument(
-        "--stale-after-hours", type=float, default=24, help="unfinished writes older than this are drift (24)"
-    )
-    audit.set_defaults(run=_lake_audit)
+    ),
+}
+AIRFLOW = Command("embedded.commands", "the Airflow CLI with the stack's settings (colorflow airflow --help)", "")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the options of `command` (the one being run) loaded."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Colorflow learns to colorize black-and-white photographs. These commands run its pieces by"
-        " hand; the pipeline itself runs in Airflow.",
+        description="Colorflow learns to colorize black-and-white photographs.\n"
+        "These commands run its pieces by hand; the pipeline itself runs in Airflow.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_lake_commands(commands)
+    for name, spec in COMMANDS.items():
+        subparser = commands.add_parser(name, help=spec.help, description=spec.description)
+        if name == command:
+            target = subparser
+            if name == "lake":  # `colorflow lake audit`: the audit is the lake's one command today
+                target = subparser.add_subparsers(dest="lake_command", required=True, metavar="COMMAND").add_parser(
+                    "audit", help=spec.help, description=spec.description
+                )
+            importlib.import_module(spec.module).add_arguments(target)
+    commands.add_parser("airflow", help=AIRFLOW.help, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["airflow"]:  # everything after it, --help included, is Airflow's
+        from embedded.commands import run_airflow
+
+        run_airflow(arguments[1:])
+    command = next((argument for argument in arguments if not argument.startswith("-")), None)
+    args = build_parser(command).parse_args(arguments)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return args.run(args)

@@ -5,7 +5,7 @@ predicts the chroma a/b there. Chroma carries little detail, so it is upsampled 
 size and joined with the original, full-resolution lightness L: a 4000x3000 photo comes back 4000x3000,
 as sharp as it went in, only colored.
 
-    python -m models.colorize old/*.jpg family-album/ -o colorized/ --model models:/colorizer@champion
+    colorflow colorize old/*.jpg family-album/ -o colorized/ --model models:/colorizer@champion
 
 or from Python:
 
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 INPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 DEFAULT_MODEL = "models:/colorizer@champion"
+DESCRIPTION = __doc__.split("\n\n")[0]
 
 
 class ColorizeError(ValueError):
@@ -152,14 +153,19 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], output: Path, progr
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.colorize", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The colorize command's options (`colorflow colorize`, `python -m models.colorize`)."""
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos, or folders of photos")
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the colorized PNGs")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="MLflow model URI (default: %(default)s)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="MLflow model URI or alias (default: %(default)s)")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: %(default)s)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Colorize every input into the output folder; 1 when some could not be, 2 when none were found."""
     import mlflow
 
     from pipelines.settings import get_settings
@@ -168,11 +174,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inputs = expand_inputs(args.inputs)
     except ColorizeError as error:
-        parser.error(str(error))
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     colorizer = load_colorizer(args.model, args.device)
     written = colorize_files(colorizer, inputs, args.output)
     print(f"{len(written)} of {len(inputs)} photos colorized into {args.output}")
     return 0 if len(written) == len(inputs) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.colorize", description=DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ process's log line by line (an Airflow task log shows progress as it happens), S
 trainer checkpoints before it stops, and its closing summary line comes back as a dict.
 
     summary = launch(TrainConfig(dataset="3f2a9c0d1e4b5a67", steps=20000))
+
+The same from a shell, over every GPU of this machine: `colorflow train --dataset 3f2a9c0d1e4b5a67`.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import dataclasses
 import json
@@ -22,7 +25,7 @@ from typing import Any
 
 import torch
 
-from models.train import PREEMPTED_EXIT_CODE, RUN_TAGS_VARIABLE, TrainConfig
+from models.train import PREEMPTED_EXIT_CODE, RUN_TAGS_VARIABLE, TrainConfig, add_config_arguments, config_from
 
 logger = logging.getLogger(__name__)
 
@@ -140,3 +143,23 @@ def git_commit() -> str:
     except OSError:
         return "unknown"
     return found.stdout.strip() or "unknown"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`colorflow train`: the trainer's options, launched over every visible GPU."""
+    add_config_arguments(parser)
+    parser.set_defaults(run=lambda args: run(parser, args))
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Train to the end and print the summary; 143 when preempted (run it again with --resume)."""
+    try:
+        summary = launch(config_from(parser, args), tags={"launched_by": "colorflow train", "git_commit": git_commit()})
+    except TrainingPreempted as stopped:
+        print(stopped, file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    except TrainingFailed as failure:
+        print(failure, file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -499,14 +499,8 @@ def _configured_lake() -> str:
     return get_settings().lake_url
 
 
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """The CLI: one option per config field, with its help and default."""
-    parser = argparse.ArgumentParser(
-        prog="python -m models.train",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per config field, with its help and default (`python -m models.train`, `colorflow train`)."""
     for spec in dataclasses.fields(TrainConfig):
         flag = f"--{spec.name.replace('_', '-')}"
         if spec.type in ("bool", bool):
@@ -518,10 +512,26 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
             parser.add_argument(
                 flag, type=kind, default=spec.default, help=f"{spec.metadata['help']} (default: %(default)s)"
             )
-    args = parser.parse_args(argv)
+
+
+def config_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TrainConfig:
+    """The config the parsed options describe; a clear error without a dataset."""
     if not args.dataset:
-        parser.error("--dataset is required: the version printed by build_dataset or `python -m pipelines.shards`")
-    return TrainConfig(**vars(args))
+        parser.error("--dataset is required: the version printed by build_dataset or `colorflow dataset build`")
+    names = {spec.name for spec in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{name: value for name, value in vars(args).items() if name in names})
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """The trainer's own command line (one process, or one rank under torchrun)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.train",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser)
+    return config_from(parser, parser.parse_args(argv))
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

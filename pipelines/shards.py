@@ -19,8 +19,8 @@ Samples are keyed by the image's sha256 and hold `lab.npy` (uint8, `load_size` s
 `pipelines.lab`) and `json` (sources, split, raw key). Training crops and flips at random, so shards keep a
 margin (286 for 256 crops) and no augmentation.
 
-    python -m pipelines.shards build --source unsplash --source flickr --workers 2
-    python -m pipelines.shards show <version>
+    colorflow dataset build --source unsplash --source flickr --workers 2
+    colorflow dataset show <version>
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import logging
+import sys
 import tarfile
 import time
 from collections import Counter
@@ -681,28 +682,48 @@ def describe(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    from pipelines.catalog import open_catalog
-    from pipelines.settings import get_settings
-
-    parser = argparse.ArgumentParser(prog="python -m pipelines.shards", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build (or find) the dataset version of the accepted images")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`colorflow dataset build|show` (and `python -m pipelines.shards`)."""
+    commands = parser.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
+    build = commands.add_parser(
+        "build",
+        help="build (or find) the dataset version of the accepted images",
+        description="Stitch the accepted images into a dataset version of Lab shards in the lake, or find the"
+        " version they already make; prints its summary. The DAG build_dataset runs the same steps.",
+    )
     build.add_argument("--source", action="append", default=None, help="only images from this source (repeatable)")
     build.add_argument("--since", help="only images first fetched on or after this day (YYYY-MM-DD)")
     build.add_argument("--until", help="only images first fetched before this day (YYYY-MM-DD)")
-    build.add_argument("--load-size", type=int, default=ShardParams.load_size, help="side of the stored square")
-    build.add_argument("--shard-size", type=int, default=ShardParams.shard_size, help="samples per shard")
-    build.add_argument("--workers", type=int, default=1, help="processes writing shards")
-    show = commands.add_parser("show", help="print a published version's summary")
-    show.add_argument("version")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    build.add_argument(
+        "--load-size", type=int, default=ShardParams.load_size, help="side of the stored square (%(default)s)"
+    )
+    build.add_argument("--shard-size", type=int, default=ShardParams.shard_size, help="samples per shard (%(default)s)")
+    build.add_argument("--workers", type=int, default=1, help="processes writing shards (%(default)s)")
+    build.set_defaults(run=_build)
+    show = commands.add_parser(
+        "show", help="print a published version's summary", description="Print a published version's summary."
+    )
+    show.add_argument("version", help="the dataset version (as build prints it)")
+    show.set_defaults(run=_show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pipelines.settings import get_settings
+
+    try:
+        print(describe(load_manifest(open_store(settings=get_settings()), args.version)))
+    except ObjectNotFound:
+        print(f"error: no published dataset version {args.version}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pipelines.catalog import open_catalog
+    from pipelines.settings import get_settings
+
     settings = get_settings()
     store = open_store(settings=settings)
-    if args.command == "show":
-        print(describe(load_manifest(store, args.version)))
-        return
     params = ShardParams.from_dict(
         {
             "sources": args.source,
@@ -714,7 +735,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     manifest = stitch_dataset(store, open_catalog(settings), params, workers=args.workers, lake_url=settings.lake_url)
     print(describe(manifest))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.shards", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return args.run(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,10 +22,34 @@ def colorflow(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(COLORFLOW), *args], env=environment, capture_output=True, text=True, timeout=300)
 
 
-def test_help_lists_every_command(tmp_path: Path) -> None:
-    result = colorflow("--help", home=tmp_path)
+def test_help_lists_every_command_and_each_command_explains_itself(tmp_path: Path) -> None:
+    listing = colorflow("--help", home=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    commands = ("colorize", "dataset", "train", "stack", "lake", "airflow")
+    assert all(f"    {command} " in listing.stdout for command in commands), listing.stdout
+    for command, option in (
+        (["colorize"], "--output"),
+        (["dataset", "build"], "--source"),
+        (["dataset", "show"], "version"),
+        (["train"], "--dataset"),
+        (["stack"], "screenshots"),
+        (["stack", "screenshots"], "--dag-id"),
+        (["lake", "audit"], "--repair"),
+    ):
+        shown = colorflow(*command, "--help", home=tmp_path)
+        assert shown.returncode == 0 and option in shown.stdout, (command, shown.stderr)
+
+
+def test_airflow_runs_the_airflow_cli_with_the_stack_settings(tmp_path: Path) -> None:
+    result = colorflow("airflow", "config", "get-value", "core", "dags_folder", home=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "lake" in result.stdout
+    assert result.stdout.strip() == str(Path(__file__).resolve().parents[2] / "dags")
+
+
+def test_a_missing_dataset_version_is_a_clear_error(tmp_path: Path) -> None:
+    result = colorflow("dataset", "show", "0123456789abcdef", home=tmp_path)
+    assert result.returncode == 1
+    assert "no published dataset version 0123456789abcdef" in result.stderr
 
 
 def test_lake_audit_exits_1_on_drift_and_0_once_repaired(tmp_path: Path) -> None:
