@@ -4,7 +4,9 @@ catalog tests' second engine.
 Airflow refuses backfills on SQLite while its scheduler runs ("not supported on SQLite under concurrent
 access"), and the race can crash the scheduler, so the embedded stack keeps Airflow's metadata in
 PostgreSQL from Debian's packages. initdb and postgres refuse to run as root: when this runs as root,
-they run as the `postgres` user the package creates, in a folder it owns. They are started as that user
+they run as the `postgres` user the package creates, in a folder it owns; a cluster meant for a folder that
+user cannot reach (a repository cloned under a home folder of mode 700) lives in `/var/lib/colorflow`
+instead, with a link where it was meant to be. They are started as that user
 directly (not through `runuser`, which answers SIGTERM by killing the server two seconds later, so every
 stop would be a crash) and stopped with PostgreSQL's fast shutdown (SIGINT), which ends the sessions,
 writes a checkpoint and exits; the default smart shutdown (SIGTERM) waits for every idle pooled client.
@@ -13,6 +15,7 @@ writes a checkpoint and exits; the default smart shutdown (SIGTERM) waits for ev
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import signal
@@ -27,6 +30,8 @@ from embedded.supervisor import Service
 SUPERUSER = "postgres"
 SERVER_USER = "postgres"
 FAST_SHUTDOWN = signal.SIGINT
+# Where a cluster goes when the server user cannot reach the folder meant for it; root can create it.
+RELOCATED_CLUSTERS = Path("/var/lib/colorflow/postgres")
 
 
 def server_binaries() -> Path:
@@ -39,6 +44,32 @@ def server_binaries() -> Path:
 def server_user() -> str | None:
     """The user the server programs run as: the package's `postgres` user when we are root, else ourselves."""
     return SERVER_USER if os.geteuid() == 0 else None
+
+
+def cluster_folder(wanted: Path) -> Path:
+    """The folder that holds the cluster meant for `wanted`: `wanted` itself when the server user can reach
+    it, else one under /var/lib/colorflow named after `wanted`, which then becomes a link to it (so
+    `.colorflow/postgres` still shows where the data is)."""
+    user = server_user()
+    if wanted.is_symlink():
+        return wanted.resolve()
+    if user is None or (wanted / "data" / "PG_VERSION").exists() or _can_reach(user, wanted):
+        return wanted
+    target = RELOCATED_CLUSTERS / hashlib.sha256(str(wanted.resolve()).encode()).hexdigest()[:16]
+    target.mkdir(parents=True, exist_ok=True)
+    for folder in (target, *target.parents):  # /var/lib/colorflow/... must be passable by the server user
+        if folder == Path("/var/lib"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o755)
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    wanted.symlink_to(target, target_is_directory=True)
+    return target
+
+
+def _can_reach(user: str, folder: Path) -> bool:
+    """Whether `user` can enter the deepest existing folder on the way to `folder` (mode 700 homes say no)."""
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    return subprocess.run(["test", "-x", str(existing)], user=user, cwd="/").returncode == 0
 
 
 def _run_as_server_user(command: list[str]) -> subprocess.CompletedProcess[str]:

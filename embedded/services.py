@@ -155,7 +155,8 @@ def _airflow_component_healthy(component: str):
 
 
 def postgres_service(settings: StackSettings) -> Service:
-    return postgres.server_service("postgres", settings.home / "postgres", settings.postgres_port)
+    # `up` placed the cluster (maybe elsewhere, behind a link); here it is only found.
+    return postgres.server_service("postgres", (settings.home / "postgres").resolve(), settings.postgres_port)
 
 
 def stack_services(settings: StackSettings) -> list[Service]:
@@ -231,7 +232,7 @@ def up(settings: StackSettings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     open_catalog(settings)
     keeper = supervisor(settings)
-    postgres.prepare_cluster(settings.home / "postgres")
+    postgres.prepare_cluster(postgres.cluster_folder(settings.home / "postgres"))
     keeper.start(postgres_service(settings))
     postgres.ensure_database(settings.postgres_port, AIRFLOW_DATABASE)
     logger.info("migrating the Airflow metadata database")
