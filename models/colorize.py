@@ -34,7 +34,7 @@ from tqdm import tqdm
 from models.data import from_network, to_network
 from models.networks import NetworkConfig, build_generator, colorize_ab
 from pipelines.image_facts import DECODED_FORMATS, as_rgb
-from pipelines.lab import fit_to_gamut, lab8_to_rgb, rgb_to_lab8
+from pipelines.lab import fit_to_gamut, lab8_to_rgb, neutral_lab8, rgb_to_lab8
 from pipelines.settings import MAX_PIXELS
 
 logger = logging.getLogger(__name__)
@@ -104,9 +104,7 @@ class Colorizer:
         padded = cv2.copyMakeBorder(
             scaled, top, self.size - inner_h - top, left, self.size - inner_w - left, cv2.BORDER_REPLICATE
         )
-        square = np.full((self.size, self.size, 3), 128, dtype=np.uint8)
-        square[..., 0] = padded
-        return square, (top, left, inner_h, inner_w)
+        return neutral_lab8(self.size, self.size, lightness=padded), (top, left, inner_h, inner_w)
 
 
 def colorizer_from_state(state: dict, config: NetworkConfig, size: int, device: str = "cpu") -> Colorizer:

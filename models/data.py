@@ -26,21 +26,24 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
-from pipelines.lab import AB_OFFSET
+from pipelines.lab import AB_OFFSET, L_SCALE, LAB_ENCODING
 from pipelines.shards import iter_samples
 from pipelines.storage import ObjectStore, open_store
 
-# sRGB's gamut spans about a in [-86, 98] and b in [-108, 94]: dividing by 110 (as pix2pix's colorization
-# mode does) maps every real color into tanh's range without wasting much of it.
+# The networks see CIE units scaled into tanh's range: L* in [0, 100] as [-1, 1], and a*, b* divided by 110
+# (sRGB's gamut spans about a in [-86, 98] and b in [-108, 94], so, as in pix2pix's colorization mode, every
+# real color fits without wasting much of the range).
+L_HALF_RANGE = 50.0
 AB_SCALE = 110.0
-SUPPORTED_ENCODING = "lab8-opencv"
-NETWORK_SCALE = (1 / 127.5, 1 / AB_SCALE, 1 / AB_SCALE)
+# Per stored channel (L, a, b): network value = stored value * scale + offset, the stored encoding
+# (`pipelines.lab`) decoded to CIE units and scaled in one step.
+NETWORK_SCALE = (L_SCALE / L_HALF_RANGE, 1 / AB_SCALE, 1 / AB_SCALE)
 NETWORK_OFFSET = (-1.0, -AB_OFFSET / AB_SCALE, -AB_OFFSET / AB_SCALE)
 
 
 @functools.lru_cache(maxsize=8)
 def _network_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per channel (L, a, b): network value = stored value * scale + offset (L: 0..255 to [-1, 1]). Made
+    """Per channel (L, a, b): network value = stored value * scale + offset. Made
     once per device, so a training step copies nothing to the GPU but its batch."""
     return torch.tensor(NETWORK_SCALE, device=device), torch.tensor(NETWORK_OFFSET, device=device)
 
@@ -57,7 +60,8 @@ def to_network(lab8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def from_network(lightness: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     """The inverse of `to_network`: (N, 1, H, W) and (N, 2, H, W) in [-1, 1] to 8-bit Lab (N, H, W, 3)."""
-    lab = torch.cat([(lightness.float() + 1.0) * 127.5, ab.float() * AB_SCALE + AB_OFFSET], dim=1)
+    stored_l = (lightness.float() + 1.0) * (L_HALF_RANGE / L_SCALE)
+    lab = torch.cat([stored_l, ab.float() * AB_SCALE + AB_OFFSET], dim=1)
     return lab.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -94,7 +98,7 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 256,
         load_size: int = 0,
     ) -> None:
-        if manifest["encoding"]["name"] != SUPPORTED_ENCODING:
+        if manifest["encoding"]["name"] != LAB_ENCODING["name"]:
             raise ValueError(f"unsupported Lab encoding {manifest['encoding']['name']!r}")
         stored = manifest["params"]["load_size"]
         self.load_size = load_size or stored

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pipelines.image_facts import colorfulness
-from pipelines.lab import AB_OFFSET, lab8_to_rgb
+from pipelines.lab import lab8_to_rgb, without_chroma
 
 
 def colorization_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -37,7 +37,5 @@ def sample_grid(predicted: np.ndarray, truth: np.ndarray, max_rows: int = 8) -> 
     """One row per image: the gray input, the model's colors, the real colors (8-bit Lab in, RGB out)."""
     rows = []
     for guess, real in list(zip(predicted, truth, strict=True))[:max_rows]:
-        gray = real.copy()
-        gray[..., 1:] = int(AB_OFFSET)
-        rows.append(np.concatenate([lab8_to_rgb(gray), lab8_to_rgb(guess), lab8_to_rgb(real)], axis=1))
+        rows.append(np.concatenate([lab8_to_rgb(without_chroma(real)), lab8_to_rgb(guess), lab8_to_rgb(real)], axis=1))
     return Image.fromarray(np.concatenate(rows, axis=0))

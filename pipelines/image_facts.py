@@ -14,7 +14,7 @@ expectation suites. Two promises shape the code:
   spreads.
 
 Geometry is reported as a person sees the image: an EXIF orientation of 5 to 8 swaps width and height.
-Kaggle samples arrive as `.npy` arrays in OpenCV's 8-bit Lab encoding and are read as Lab directly.
+Kaggle samples arrive as `.npy` arrays in Colorflow's 8-bit Lab encoding (`pipelines.lab`) and are read as Lab directly.
 
     facts = extract_facts(path.read_bytes())
     if not facts.decodes:
@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage.color import lab2rgb, rgb2lab
 
+from pipelines.lab import NPY_MAGIC, decode_lab8, lab8_from_npy
 from pipelines.settings import MAX_PIXELS
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 # Others Pillow knows are refused unread: some are rarely fuzzed (PCX, SGI...), and EPS would hand hostile
 # bytes to Ghostscript.
 DECODED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
-NUMPY_MAGIC = b"\x93NUMPY"
 NPY_LAB_FORMAT = "NPY-LAB"
 EXIF_ORIENTATION = 0x0112
 # Orientations that turn the stored image by a quarter: a viewer shows it with width and height swapped.
@@ -130,7 +130,7 @@ def extract_facts(data: bytes, *, max_pixels: int = MAX_PIXELS, analysis_side: i
     if not data:
         return _undecodable(data, "empty file")
     try:
-        if data.startswith(NUMPY_MAGIC):
+        if data.startswith(NPY_MAGIC):
             return _lab_sample_facts(data, max_pixels, analysis_side)
         return _picture_facts(data, max_pixels, analysis_side)
     except Exception as error:  # the promise: a hostile file is a rejected row, never a failed batch
@@ -189,23 +189,16 @@ def _picture_facts(data: bytes, max_pixels: int, analysis_side: int) -> ImageFac
 
 
 def _lab_sample_facts(data: bytes, max_pixels: int, analysis_side: int) -> ImageFacts:
-    """A Kaggle sample: a (H, W, 3) uint8 array [L, a, b] in OpenCV's 8-bit Lab (L*255/100, a+128, b+128)."""
+    """A Kaggle sample: an 8-bit Lab array (`pipelines.lab`), read as Lab directly."""
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as error:  # bad header, short data, or an object array that would need pickle
-        return _undecodable(data, f"corrupt numpy array: {error}")
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        shape = getattr(array, "shape", "?")
-        dtype = getattr(array, "dtype", type(array).__name__)
-        return _undecodable(data, f"not a Lab sample: numpy array of shape {shape} and dtype {dtype}")
+        array = lab8_from_npy(data)
+    except ValueError as error:
+        return _undecodable(data, str(error))
     height, width = array.shape[:2]
-    if height == 0 or width == 0:
-        return _undecodable(data, f"not a Lab sample: numpy array of shape {array.shape}")
     if width * height > max_pixels:
         return _undecodable(data, f"decompression bomb: {width * height} pixels")
     step = max(1, math.ceil(max(width, height) / analysis_side))
-    encoded = array[::step, ::step].astype(np.float64)
-    lab = np.stack([encoded[..., 0] * (100.0 / 255.0), encoded[..., 1] - 128.0, encoded[..., 2] - 128.0], axis=-1)
+    lab = decode_lab8(array[::step, ::step]).astype(np.float64)
     rgb = np.clip(np.rint(lab2rgb(lab) * 255.0), 0, 255).astype(np.uint8)
     return ImageFacts(
         decodes=True,

@@ -26,7 +26,6 @@ margin (286 for 256 crops) and no augmentation.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import io
 import json
@@ -51,7 +50,7 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, ImageStatus, Sighting, utcnow
 from pipelines.image_facts import DECODED_FORMATS, EXIF_ORIENTATION, as_rgb
-from pipelines.lab import LAB_ENCODING, rgb_to_lab8
+from pipelines.lab import LAB_ENCODING, lab8_from_npy, npy_header, npy_view, rgb_to_lab8
 from pipelines.near_duplicates import HashIndex
 from pipelines.settings import NEAR_DUPLICATE_DISTANCE
 from pipelines.storage import ObjectNotFound, ObjectStore, open_store
@@ -77,7 +76,6 @@ ORIENTATION_TRANSPOSE = {
     7: PILImage.Transpose.TRANSVERSE,
     8: PILImage.Transpose.ROTATE_90,
 }
-NUMPY_MAGIC = b"\x93NUMPY"
 READ_BUFFER = 256 << 10  # tarfile's stream default (10 KiB) means dozens of reads and joins per sample
 CROP_TOLERANCE = 0.10
 JPEG_EXTENSIONS = frozenset({"jpg", "jpeg"})
@@ -379,10 +377,10 @@ def _decode_other(data: bytes, load_size: int) -> np.ndarray:
 
 def _lab_array(data: bytes) -> np.ndarray:
     """A Kaggle sample: already 8-bit Lab in this encoding, so it skips any RGB round trip."""
-    array = np.load(io.BytesIO(data), allow_pickle=False)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise TransformError(f"Lab array must be (H, W, 3) uint8, got {array.dtype} {array.shape}")
-    return array
+    try:
+        return lab8_from_npy(data)
+    except ValueError as error:
+        raise TransformError(str(error)) from None
 
 
 def _square(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -442,7 +440,7 @@ class _TarShard:
         meta = {"sha256": member.sha256, "sources": list(member.sources), "split": member.split, "raw": member.raw_key}
         text = json.dumps(meta, sort_keys=True).encode()
         pixels = memoryview(lab8).cast("B")
-        npy = _npy_header(lab8.shape, lab8.dtype.str)
+        npy = npy_header(lab8.shape, lab8.dtype.str)
         # Everything but the pixels goes out in one write: a sample is three writes, not seven.
         self.sink.write(
             b"".join(
@@ -472,14 +470,6 @@ def _tar_header(name: str, size: int) -> bytes:
 
 def _padding(size: int) -> bytes:
     return bytes(-size % tarfile.BLOCKSIZE)
-
-
-@functools.lru_cache(maxsize=16)
-def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
-    """The `.npy` header numpy writes for such an array (every sample of a shard shares one)."""
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
-    return header.getvalue()
 
 
 def write_shard(store: ObjectStore, spec: ShardSpec, load_size: int) -> dict[str, Any]:
@@ -615,30 +605,7 @@ def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
 
 
 def _decode_sample(key: str, parts: dict[str, bytes]) -> Sample:
-    return Sample(key=key, lab8=_npy_view(parts["lab.npy"]), meta=json.loads(parts["json"]))
-
-
-def _npy_view(data: bytes) -> np.ndarray:
-    """A read-only array over `.npy` bytes without copying them: training reads every sample each epoch,
-    and a copy (or a header parse) per sample is a noticeable share of the loader's time."""
-    if data[:6] != NUMPY_MAGIC:
-        raise ValueError("sample is not a .npy array")
-    length_bytes = 2 if data[6] == 1 else 4
-    offset = 8 + length_bytes + int.from_bytes(data[8 : 8 + length_bytes], "little")
-    shape, dtype = _parse_npy_header(data[:offset])
-    return np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], np.dtype]:
-    """Every sample of a shard has the same header, so it is parsed once."""
-    stream = io.BytesIO(header)
-    major, _ = np.lib.format.read_magic(stream)
-    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    shape, fortran_order, dtype = read_header(stream)
-    if fortran_order or dtype.hasobject:
-        raise ValueError("sample arrays are C-ordered plain numbers")
-    return shape, dtype
+    return Sample(key=key, lab8=npy_view(parts["lab.npy"]), meta=json.loads(parts["json"]))
 
 
 def _write_shard_in_worker(lake_url: str, spec: dict[str, Any], load_size: int) -> dict[str, Any]:

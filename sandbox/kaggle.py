@@ -27,10 +27,9 @@ Routes, relative to `/kaggle` (production: the hosts in brackets):
 The one dataset is shaped like `shravankumar9892/image-colorization` (MIRFLICKR photos as 224x224 Lab
 arrays): `l/gray_scale.npy` (N, 224, 224) uint8 and `ab/ab/ab1.npy`, `ab2.npy`, `ab3.npy`, each
 (n, 224, 224, 2) uint8, stacking to N. Here N is 48, split 16/16/16, made from library photos: each photo is
-scaled so its shorter side is 224 and center-cropped to 224x224, then converted with
-`skimage.color.rgb2lab` (sRGB, D65) and stored in OpenCV's 8-bit Lab encoding: L*255/100, a+128, b+128,
-rounded half to even (`np.rint`) and clipped to 0..255. The license (`CC0-1.0`) is the stand-in's own choice,
-not a statement about the real dataset.
+scaled so its shorter side is 224 and center-cropped to 224x224, then converted by OpenCV itself
+(`cv2.cvtColor`, `COLOR_RGB2LAB`: sRGB, D65, its 8-bit Lab encoding). The license (`CC0-1.0`) is the
+stand-in's own choice, not a statement about the real dataset.
 """
 
 from __future__ import annotations
@@ -48,12 +47,12 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
+import cv2
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field
-from skimage.color import rgb2lab
 
 from sandbox import credentials
 from sandbox.library import PhotoLibrary
@@ -87,11 +86,9 @@ CREATED = datetime(2019, 11, 9, 16, 48, 43, tzinfo=UTC)
 
 
 def to_opencv_lab(image: Image.Image) -> np.ndarray:
-    """A (224, 224, 3) uint8 array of `image` in OpenCV's 8-bit Lab: L*255/100, a+128, b+128, rounded."""
+    """A (224, 224, 3) uint8 array of `image` in OpenCV's 8-bit Lab, as OpenCV converts it."""
     square = ImageOps.fit(image.convert("RGB"), (SIDE, SIDE), method=Image.Resampling.LANCZOS)
-    lab = rgb2lab(np.asarray(square, dtype=np.float64) / 255.0)
-    encoded = np.stack([lab[..., 0] * 255.0 / 100.0, lab[..., 1] + 128.0, lab[..., 2] + 128.0], axis=-1)
-    return np.clip(np.rint(encoded), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(np.asarray(square), cv2.COLOR_RGB2LAB)
 
 
 _samples_lock = threading.Lock()

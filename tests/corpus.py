@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from sandbox.kaggle import npy_bytes, to_opencv_lab
+from pipelines.lab import lab8_to_npy
+from sandbox.kaggle import to_opencv_lab
 from sandbox.library import PhotoLibrary
 
 ACCEPT = "accept"
@@ -82,7 +83,7 @@ def tricky_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
         "webp": ("photo.webp", encode(photo("webp"), "WEBP", quality=85), ACCEPT),
         "exif_rotated_jpeg": ("rotated.jpg", exif_rotated_jpeg(photo("exif_rotated")), ACCEPT),
         "png_named_jpg": ("png_inside.jpg", encode(photo("png_named_jpg"), "PNG"), ACCEPT),
-        "npy_lab_sample": ("sample.npy", npy_bytes(to_opencv_lab(photo("npy_lab"))), ACCEPT),
+        "npy_lab_sample": ("sample.npy", lab8_to_npy(to_opencv_lab(photo("npy_lab"))), ACCEPT),
         "grayscale": ("grayscale.jpg", jpeg(gray), reject("grayscale")),
         "gray_as_rgb": ("gray_rgb.jpg", jpeg(photo("gray_as_rgb").convert("L").convert("RGB")), reject("grayscale")),
         "sepia": ("sepia.jpg", jpeg(sepia(photo("sepia"))), reject("sepia")),

@@ -2,8 +2,8 @@
 
 The dataset (by default `shravankumar9892/image-colorization`, MIRFLICKR photos at 224x224) holds
 `l/gray_scale.npy`, (N, 224, 224) uint8, and `ab/ab/ab1.npy`, `ab2.npy`, ... each (n, 224, 224, 2) uint8,
-which stack in file-number order to N, all in OpenCV's 8-bit Lab encoding (L*255/100, a+128, b+128). Each
-sample becomes one (224, 224, 3) uint8 `.npy` array [L, a, b] in the raw zone (format `npy`), so it reaches
+which stack in file-number order to N, all in OpenCV's 8-bit Lab encoding, which is Colorflow's
+(`pipelines.lab`). Each sample becomes one `.npy` Lab sample in the raw zone (format `npy`), so it reaches
 the shards as Lab data without a detour through RGB or JPEG.
 
 Why the REST API and not the `kaggle` package: the package (2.x) talks to a fixed set of Kaggle hosts and
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ import urllib3
 from pipelines.catalog import Catalog, SightingRecord
 from pipelines.downloads import DownloadResult, download
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
+from pipelines.lab import lab8_from_opencv_channels, lab8_to_npy, read_npy_header
 from pipelines.raw_zone import ingest_photo
 from pipelines.settings import Settings
 from pipelines.sources.contract import ConnectionLike, SourceClient
@@ -291,22 +291,6 @@ def published_md5(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def parse_npy_header(head: bytes, name: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from the first bytes of an `.npy` file (objects are refused: no pickles)."""
-    stream = io.BytesIO(head)
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{name} does not start with a readable .npy header ({error})") from None
-    return tuple(int(side) for side in shape), np.dtype(dtype)
-
-
 def inspect_array(config: KaggleConfig, http: HttpClient, dataset: str, name: str, tally: Counter[str]) -> ArrayFile:
     """The `.npy` header and published MD5 of one file, from a ranged read of its first kilobyte."""
 
@@ -330,9 +314,9 @@ def inspect_array(config: KaggleConfig, http: HttpClient, dataset: str, name: st
         for _ in range(PROBE_ATTEMPTS):
             head, md5 = read_start(url)
             try:
-                shape, dtype = parse_npy_header(head, name)
+                shape, dtype = read_npy_header(head)
             except ValueError as error:  # unreadable, or cut before the header's end: read again
-                problem = error
+                problem = ValueError(f"{name} does not start with a {error}")
                 continue
             return ArrayFile(name=name, shape=shape, dtype=dtype, md5=md5)
         raise problem
@@ -399,12 +383,6 @@ def load_array(path: Path, expected: ArrayFile) -> np.ndarray:
     return array
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
 def ab_file_order(names: list[str], dataset: str) -> list[str]:
     """The ab files by their number (ab2 before ab10), the order in which they stack to N."""
     numbered = sorted((int(match["number"]), name) for name in names if (match := AB_FILE.fullmatch(name)))
@@ -466,9 +444,7 @@ def ingest(
         for local in range(ab.shape[0]):
             if index >= wanted:
                 break
-            sample = np.empty((SIDE, SIDE, 3), dtype=np.uint8)
-            sample[..., 0] = arrays[L_FILE][index]
-            sample[..., 1:] = ab_values[local]
+            sample = lab8_from_opencv_channels(arrays[L_FILE][index], ab_values[local])
             sighting = SightingRecord(
                 source=SOURCE,
                 source_id=f"{dataset}/{index}",
@@ -478,7 +454,7 @@ def ingest(
                 author_url=f"{config.web_url}/{owner}",
                 license=license_name,
             )
-            outcome = ingest_photo(store, catalog, npy_bytes(sample), sighting, run_id, name_hint=SAMPLE_NAME)
+            outcome = ingest_photo(store, catalog, lab8_to_npy(sample), sighting, run_id, name_hint=SAMPLE_NAME)
             tally["objects_written"] += outcome.object_written
             tally["images_added"] += outcome.image_added
             tally["sightings_added"] += outcome.sighting_added

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from pipelines.image_facts import ImageFacts, extract_facts
-from sandbox.kaggle import npy_bytes, to_opencv_lab
+from pipelines.lab import lab8_to_npy
+from sandbox.kaggle import to_opencv_lab
 from sandbox.library import PhotoLibrary
 from tests.corpus import ACCEPT, BOMB_SIDE, PHOTOS, encode, jpeg, png_bomb, sepia, tricky_corpus
 
@@ -176,7 +177,7 @@ def test_real_photos_are_neither_gray_nor_sepia_and_their_toned_prints_are_sepia
 
 def test_kaggle_lab_sample_matches_its_photo(library: PhotoLibrary) -> None:
     photo = library.image(PHOTOS["npy_lab"])
-    sample = extract_facts(npy_bytes(to_opencv_lab(photo)))
+    sample = extract_facts(lab8_to_npy(to_opencv_lab(photo)))
     square = extract_facts(encode(ImageOps.fit(photo, (224, 224), method=Image.Resampling.LANCZOS), "PNG"))
     assert (sample.format, sample.width, sample.height, sample.decodes) == ("NPY-LAB", 224, 224, True)
     assert sample.mean_chroma is not None and sample.mean_chroma > 8
@@ -196,7 +197,7 @@ def test_kaggle_lab_sample_matches_its_photo(library: PhotoLibrary) -> None:
     ],
 )
 def test_other_numpy_arrays_are_refused(array: np.ndarray, reason: str) -> None:
-    data = npy_bytes(array)
+    data = lab8_to_npy(array)
     assert extract_facts(data) == ImageFacts(decodes=False, decode_error=reason, byte_size=len(data))
 
 
@@ -204,7 +205,7 @@ def test_pickled_and_broken_numpy_files_are_refused() -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"not": "pixels"}], dtype=object), allow_pickle=True)
     assert (extract_facts(buffer.getvalue()).decode_error or "").startswith("corrupt numpy array")
-    cut = npy_bytes(np.zeros((224, 224, 3), np.uint8))[:1000]
+    cut = lab8_to_npy(np.zeros((224, 224, 3), np.uint8))[:1000]
     assert (extract_facts(cut).decode_error or "").startswith("corrupt numpy array")
 
 
@@ -243,7 +244,7 @@ def test_truncation_and_corruption_never_raise(library: PhotoLibrary) -> None:
         "WEBP": encode(photo, "WEBP"),
         "TIFF": encode(photo, "TIFF"),
         "BMP": encode(photo, "BMP"),
-        "NPY-LAB": npy_bytes(to_opencv_lab(photo)),
+        "NPY-LAB": lab8_to_npy(to_opencv_lab(photo)),
     }
     random = np.random.default_rng(11)
     for image_format, data in samples.items():

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, SightingRecord
 from pipelines.catalog import Image as ImageRow
-from pipelines.lab import decode_lab8, rgb_to_lab8
+from pipelines.lab import decode_lab8, lab8_to_npy, rgb_to_lab8
 from pipelines.quality import validate_batch
 from pipelines.raw_zone import ingest_photo
 from pipelines.shards import (
@@ -39,7 +39,7 @@ from pipelines.shards import (
     transform_image,
 )
 from pipelines.storage import FileStore, ObjectNotFound
-from sandbox.kaggle import npy_bytes, to_opencv_lab
+from sandbox.kaggle import to_opencv_lab
 from sandbox.library import PhotoLibrary
 from tests.corpus import with_jpeg_comment
 
@@ -125,9 +125,9 @@ def test_a_photo_close_to_the_load_size_is_cropped_not_resampled() -> None:
 
 def test_kaggle_lab_arrays_enter_without_an_rgb_round_trip() -> None:
     lab = to_opencv_lab(LIBRARY.image(1))
-    got = transform_image(npy_bytes(lab), "npy", 286)
+    got = transform_image(lab8_to_npy(lab), "npy", 286)
     assert np.array_equal(got, cv2.resize(lab, (286, 286), interpolation=cv2.INTER_LINEAR))
-    assert np.array_equal(transform_image(npy_bytes(lab), "npy", 224), lab)
+    assert np.array_equal(transform_image(lab8_to_npy(lab), "npy", 224), lab)
 
 
 def test_manifest_matches_its_shards_and_the_catalog(store: FileStore, catalog: Catalog) -> None:
