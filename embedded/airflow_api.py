@@ -12,6 +12,8 @@ from typing import Any
 
 import requests
 
+from embedded.polling import wait_until
+
 logger = logging.getLogger(__name__)
 
 FINISHED_STATES = frozenset({"success", "failed"})
@@ -60,16 +62,18 @@ class AirflowClient:
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 180) -> None:
         """Wait until the dag-processor has parsed `dag_id` and reports no import error for it."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def parsed() -> bool:
             try:
                 self._call("GET", f"dags/{dag_id}")
-                return
+                return True
             except AirflowError:
-                if time.monotonic() > deadline:
-                    errors = self._call("GET", "importErrors").get("import_errors", [])
-                    raise AirflowError(f"DAG {dag_id} did not appear; import errors: {errors}") from None
-                time.sleep(2)
+                return False
+
+        def import_errors() -> str:
+            return f"DAG {dag_id} did not appear; import errors: {self._call('GET', 'importErrors')['import_errors']}"
+
+        wait_until(parsed, timeout_s=timeout_s, interval_s=2, what=import_errors)
 
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"dags/{dag_id}", json={"is_paused": False})
@@ -132,19 +136,20 @@ class AirflowClient:
         """Wait for the run the scheduler creates when a time-scheduled DAG is unpaused (its latest
         interval). Creating a backfill over that same day while the scheduler inserts it races on the
         (dag_id, logical_date) key and can crash the scheduler."""
-        deadline = time.monotonic() + timeout_s
-        while not self.runs(dag_id, run_type="scheduled", limit=1) and time.monotonic() < deadline:
-            time.sleep(1)
+        with contextlib.suppress(TimeoutError):  # a DAG whose latest interval has no run yet: nothing to race
+            wait_until(lambda: self.runs(dag_id, run_type="scheduled", limit=1), timeout_s=timeout_s)
 
     def wait_until_idle(self, dag_id: str, timeout_s: float = 600) -> None:
         """Wait until no run of `dag_id` is queued or running, the scheduled run that unpausing starts
         included: what a run adds can then be told apart from what the runs around it added."""
         self._settle_scheduled_run(dag_id)
-        deadline = time.monotonic() + timeout_s
-        while unfinished := [run["dag_run_id"] for run in self.runs(dag_id) if run["state"] not in FINISHED_STATES]:
-            if time.monotonic() > deadline:
-                raise AirflowError(f"{dag_id} runs {unfinished} still unfinished after {timeout_s:.0f}s")
-            time.sleep(2)
+
+        def unfinished() -> list[str]:
+            return [run["dag_run_id"] for run in self.runs(dag_id) if run["state"] not in FINISHED_STATES]
+
+        wait_until(
+            lambda: not unfinished(), timeout_s=timeout_s, interval_s=2, what=lambda: f"{dag_id} runs {unfinished()}"
+        )
 
     def runs_between(self, dag_id: str, from_date: datetime, to_date: datetime, run_type: str) -> list[dict[str, Any]]:
         """Runs of `dag_id` of one type whose logical dates lie in [from_date, to_date], oldest first."""
@@ -159,22 +164,24 @@ class AirflowClient:
 
     def wait_for_backfill(self, backfill: dict[str, Any], timeout_s: float = 900) -> list[dict[str, Any]]:
         """Poll until the backfill is complete and all its runs finished; returns its runs."""
-        deadline = time.monotonic() + timeout_s
         path = f"backfills/{backfill['id']}"
-        while True:
-            record = self._call("GET", path)
-            runs = self.runs_between(
+
+        def its_runs() -> list[dict[str, Any]]:
+            return self.runs_between(
                 backfill["dag_id"],
                 datetime.fromisoformat(backfill["from_date"]),
                 datetime.fromisoformat(backfill["to_date"]),
                 run_type="backfill",
             )
-            if record["completed_at"] and all(run["state"] in FINISHED_STATES for run in runs):
-                return runs
-            if time.monotonic() > deadline:
-                states = [run["state"] for run in runs]
-                raise AirflowError(f"backfill {backfill['id']} not finished after {timeout_s:.0f}s: {states}")
-            time.sleep(3)
+
+        def finished_runs() -> list[dict[str, Any]] | None:
+            completed, runs = self._call("GET", path)["completed_at"], its_runs()
+            return runs if completed and all(run["state"] in FINISHED_STATES for run in runs) else None
+
+        def states() -> str:
+            return f"backfill {backfill['id']} not finished: {[run['state'] for run in its_runs()]}"
+
+        return wait_until(finished_runs, timeout_s=timeout_s, interval_s=3, what=states)
 
     def runs(self, dag_id: str, **filters: Any) -> list[dict[str, Any]]:
         """Runs of `dag_id`, newest first, filtered as the API allows (e.g. state="failed")."""
@@ -192,14 +199,17 @@ class AirflowClient:
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600) -> str:
         """Poll until the run finishes; returns its final state."""
-        deadline = time.monotonic() + timeout_s
-        state = self.run_state(dag_id, run_id)
-        while state not in FINISHED_STATES:
-            if time.monotonic() > deadline:
-                raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f}s")
-            time.sleep(2)
+
+        def final_state() -> str | None:
             state = self.run_state(dag_id, run_id)
-        return state
+            return state if state in FINISHED_STATES else None
+
+        return wait_until(
+            final_state,
+            timeout_s=timeout_s,
+            interval_s=2,
+            what=lambda: f"{dag_id} run {run_id} still {self.run_state(dag_id, run_id)}",
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._call("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]

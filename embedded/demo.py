@@ -8,7 +8,6 @@ Ingestion DAGs on a daily schedule are backfilled over the last few days, exactl
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
+from embedded.polling import wait_until
 from embedded.settings import StackSettings
 from pipelines.catalog import FetchFailure, Image, ImageStatus, Sighting, open_catalog
 from pipelines.shards import describe, latest_version, load_manifest
@@ -156,13 +156,13 @@ def run_step(client: AirflowClient, step: Step, today: datetime, started: dateti
 
 def wait_for_asset_run(client: AirflowClient, dag_id: str, since: datetime, timeout_s: float = 120) -> str:
     """The run an asset event created for `dag_id` after `since` (the scheduler makes it within seconds)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        runs = client.runs(dag_id, run_type="asset_triggered", run_after_gte=since.isoformat())
-        if runs:
-            return runs[0]["dag_run_id"]
-        time.sleep(2)
-    raise TimeoutError(f"no asset-triggered run of {dag_id} appeared within {timeout_s:.0f} s")
+    runs = wait_until(
+        lambda: client.runs(dag_id, run_type="asset_triggered", run_after_gte=since.isoformat()),
+        timeout_s=timeout_s,
+        interval_s=2,
+        what=f"no asset-triggered run of {dag_id} appeared",
+    )
+    return runs[0]["dag_run_id"]
 
 
 def run_demo(settings: StackSettings) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
+
+from embedded.polling import wait_until
 
 
 def free_port() -> int:
@@ -18,15 +19,14 @@ def free_port() -> int:
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 60) -> None:
     """Wait until `process` listens on `port`; fail early if it exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with code {process.returncode}")
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout_s}s")
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout_s=timeout_s, interval_s=0.2, what=f"nothing listens on port {port}")
 
 
 @contextlib.contextmanager

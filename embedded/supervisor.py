@@ -13,13 +13,14 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import requests
+
+from embedded.polling import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +114,20 @@ class Supervisor:
             self.wait_healthy(service)
 
     def wait_healthy(self, service: Service) -> None:
-        deadline = time.monotonic() + service.ready_timeout_s
-        while not self.is_healthy(service):
+        def healthy() -> bool:
+            if self.is_healthy(service):
+                return True
             if self.running_process(service.name) is None:
                 raise ServiceFailed(f"{service.name} exited; see {self.log_file(service.name)}")
-            if time.monotonic() > deadline:
-                timeout = f"{service.ready_timeout_s:.0f}s"
-                raise ServiceFailed(f"{service.name} not healthy after {timeout}; see {self.log_file(service.name)}")
-            time.sleep(0.5)
+            return False
+
+        try:
+            wait_until(healthy, timeout_s=service.ready_timeout_s, interval_s=0.5)
+        except TimeoutError:
+            timeout = f"{service.ready_timeout_s:.0f}s"
+            raise ServiceFailed(
+                f"{service.name} not healthy after {timeout}; see {self.log_file(service.name)}"
+            ) from None
 
     def stop(self, name: str, timeout_s: float = 20.0) -> bool:
         """Stop the process group started under `name` with the signal its service asked for (then SIGKILL

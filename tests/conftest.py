@@ -19,6 +19,7 @@ from embedded.airflow_api import AirflowClient
 from embedded.ports import free_port, running_server
 from embedded.settings import StackSettings
 from embedded.supervisor import Supervisor
+from sandbox.library import PhotoLibrary
 from tests.stacks import private_stack_settings
 
 # Airflow reads its configuration at import: give the test process a private, example-free home.
@@ -42,6 +43,13 @@ def s3_endpoint() -> Iterator[str]:
     )
     with running_server(lambda port: [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def library() -> PhotoLibrary:
+    """The photo library the sandbox serves (same anchor date: today UTC, or the pinned one), to say what
+    each stand-in should answer."""
+    return PhotoLibrary()
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import psutil
 from sqlalchemy import select
 
 from embedded.airflow_api import AirflowClient
+from embedded.polling import wait_until
 from pipelines.catalog import Base, open_catalog
 from pipelines.lake_audit import audit_lake
 from pipelines.settings import Settings
@@ -84,21 +85,34 @@ def kill_task_while_running(
 ) -> dict[str, Any]:
     """SIGKILL the first try of `task_id` (any map index) `after_s` seconds into its work, or as soon as
     `ready()` says the moment has come; the task instance it killed."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def running_task() -> tuple[dict[str, Any], psutil.Process] | None:
         running = [
             task
             for task in airflow.task_instances(dag_id, run_id)
             if task["task_id"] == task_id and task["state"] == "running"
         ]
         process = task_process(running[0]["id"]) if running else None
-        if process is not None:
-            time.sleep(after_s)
-            while ready is not None and not ready():
-                if not process.is_running() or time.monotonic() > deadline:
-                    raise TimeoutError(f"{dag_id}.{task_id} of {run_id} ended before the moment to kill it came")
-                time.sleep(0.02)
-            process.send_signal(signal.SIGKILL)
-            return running[0]
-        time.sleep(0.2)
-    raise TimeoutError(f"{dag_id}.{task_id} of {run_id} never ran long enough to be killed")
+        return (running[0], process) if process is not None else None
+
+    def moment_came() -> bool:
+        if not process.is_running():
+            raise TimeoutError(f"{dag_id}.{task_id} of {run_id} ended before the moment to kill it came")
+        return ready is None or ready()
+
+    started = time.monotonic()
+    task, process = wait_until(
+        running_task,
+        timeout_s=timeout_s,
+        interval_s=0.2,
+        what=f"{dag_id}.{task_id} of {run_id} never ran long enough to be killed",
+    )
+    time.sleep(after_s)
+    wait_until(
+        moment_came,
+        timeout_s=max(0.0, timeout_s - (time.monotonic() - started)),
+        interval_s=0.02,
+        what=f"the moment to kill {dag_id}.{task_id} of {run_id}",
+    )
+    process.send_signal(signal.SIGKILL)
+    return task

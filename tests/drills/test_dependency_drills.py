@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from embedded import postgres, services
 from embedded.airflow_api import AirflowClient
+from embedded.polling import wait_until
 from embedded.ports import free_port
 from embedded.settings import StackSettings
 from embedded.supervisor import Service, Supervisor
@@ -177,9 +178,7 @@ def test_a_catalog_restart_mid_run_loses_and_doubles_nothing(
         with open_catalog(settings).session() as session:
             return session.scalar(select(func.count()).select_from(Image).where(Image.sha256.in_(list(photos))))
 
-    deadline = time.monotonic() + 300
-    while not stored() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(stored, timeout_s=300, interval_s=0.1, what="the run's first photo in the catalog")
     postgres.stop_server(fault_stack.catalog_cluster, mode)
     keeper.start(fault_stack.catalog_server)
     kept = stored()  # every row acknowledged before the stop, as the restarted server has them
@@ -217,9 +216,7 @@ def test_training_rides_out_an_mlflow_restart_with_no_gap(fault_stack: FaultStac
         training = run_tagged(settings.mlflow_tracking_uri, EXPERIMENT, {"airflow_run_id": run_id})
         return bool(training) and bool(mlflow.get_metric_history(training, "loss_g_l1"))
 
-    deadline = time.monotonic() + 600
-    while not training_logged() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(training_logged, timeout_s=600, interval_s=0.5, what="the training's first logged loss")
     mlflow_service = next(service for service in services.stack_services(settings) if service.name == "mlflow")
     services.supervisor(settings).stop("mlflow")
     time.sleep(20)

@@ -6,13 +6,13 @@ the DAG, task, run, try, error and log; when the task succeeds again its PagerDu
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
 
 from embedded.airflow_api import AirflowClient
+from embedded.polling import wait_until
 from embedded.settings import StackSettings
 from tests.alert_receivers import Receivers, alert_receivers
 
@@ -36,11 +36,9 @@ def receivers(airflow: AirflowClient) -> Iterator[Receivers]:
                 airflow.delete_connection(connection_id)
 
 
-def wait_for(condition, timeout_s: float = 30) -> None:
+def wait_for(condition: Callable[[], object]) -> None:
     """Callbacks run just after the task's state is recorded: give them a moment to deliver."""
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(condition, timeout_s=30, interval_s=0.5, what="the alerts to arrive")
 
 
 def test_a_failed_task_alerts_each_channel_once_and_its_success_resolves_the_page(

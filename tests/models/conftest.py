@@ -19,7 +19,7 @@ PHOTOS = 48
 
 
 @pytest.fixture(scope="session")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+def dataset_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """(lake URL, dataset version): PHOTOS library photos at 72 px, most in train, a few in val."""
     root = tmp_path_factory.mktemp("models")
     store = FileStore(root / "lake")
@@ -53,9 +53,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def small(lake: tuple[str, str]) -> Callable[..., TrainConfig]:
+def small(dataset_lake: tuple[str, str]) -> Callable[..., TrainConfig]:
     """`small(**overrides)`: a training config a 2-core CPU runs in seconds (ngf 8, 64 px crops)."""
-    lake_url, version = lake
+    lake_url, version = dataset_lake
 
     def config(**overrides: object) -> TrainConfig:
         values = dict(

@@ -56,11 +56,11 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def registered(lake: tuple[str, str], small: Callable[..., TrainConfig], tracking_uri: str) -> dict:
+def registered(dataset_lake: tuple[str, str], small: Callable[..., TrainConfig], tracking_uri: str) -> dict:
     """One short tracked training run, evaluated and registered (the first model: champion)."""
     config = small(steps=6, tracking=True, eval_every=6, eval_batches=1)
     result = Trainer(config, tracking_uri=tracking_uri, tags={"dag_id": "test"}).fit()
-    return register_run(result.run_id, tracking_uri, lake[0])
+    return register_run(result.run_id, tracking_uri, dataset_lake[0])
 
 
 def photo_file(folder: Path, name: str, image: Image.Image, image_format: str) -> Path:
@@ -166,12 +166,14 @@ def test_the_served_champion_answers_over_http(registered: dict, tracking_uri: s
         server.wait(timeout=30)
 
 
-def test_registering_a_run_again_changes_nothing(registered: dict, tracking_uri: str, lake: tuple[str, str]) -> None:
+def test_registering_a_run_again_changes_nothing(
+    registered: dict, tracking_uri: str, dataset_lake: tuple[str, str]
+) -> None:
     client = MlflowClient(tracking_uri)
     before = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{registered['run_id']}'")
     artifacts = [entry.path for entry in client.list_artifacts(registered["run_id"])]
 
-    again = register_run(registered["run_id"], tracking_uri, lake[0])
+    again = register_run(registered["run_id"], tracking_uri, dataset_lake[0])
 
     assert again == registered
     after = client.search_model_versions(f"name = '{MODEL_NAME}' and run_id = '{registered['run_id']}'")

@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from embedded.polling import wait_until
 from models.launch import command_line
 from models.networks import build_generator
 from models.train import PREEMPTED_EXIT_CODE, TrainConfig, Trainer, latest_checkpoint, load_checkpoint
@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def test_a_small_model_learns(lake: tuple[str, str], small: Callable[..., TrainConfig]) -> None:
+def test_a_small_model_learns(dataset_lake: tuple[str, str], small: Callable[..., TrainConfig]) -> None:
     result = Trainer(small(steps=40, eval_every=40, eval_batches=2)).fit()
 
     l1 = [step["loss_g_l1"] for step in result.losses]
@@ -36,7 +36,7 @@ def test_a_small_model_learns(lake: tuple[str, str], small: Callable[..., TrainC
 
 
 def test_stopping_and_resuming_gives_the_losses_of_an_uninterrupted_run(
-    lake: tuple[str, str], small: Callable[..., TrainConfig]
+    dataset_lake: tuple[str, str], small: Callable[..., TrainConfig]
 ) -> None:
     # 12 training samples and batch 4: three batches per epoch, so the stop falls inside an epoch.
     uninterrupted = Trainer(small(steps=14, seed=3)).fit()
@@ -49,16 +49,18 @@ def test_stopping_and_resuming_gives_the_losses_of_an_uninterrupted_run(
 
 
 def test_sigterm_leaves_a_checkpoint_that_loads_and_resumes(
-    lake: tuple[str, str], small: Callable[..., TrainConfig], tmp_path: Path
+    dataset_lake: tuple[str, str], small: Callable[..., TrainConfig], tmp_path: Path
 ) -> None:
-    lake_url, _ = lake
+    lake_url, _ = dataset_lake
     command = command_line(small(steps=100000, workers=2, log_every=5), gpus=0)
     log = (tmp_path / "train.log").open("w+")
     training = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while "step 10/" not in (tmp_path / "train.log").read_text() and time.monotonic() < deadline:
+
+    def ten_steps_in() -> bool:
         assert training.poll() is None, (tmp_path / "train.log").read_text()
-        time.sleep(0.2)
+        return "step 10/" in (tmp_path / "train.log").read_text()
+
+    wait_until(ten_steps_in, timeout_s=120, interval_s=0.2, what="ten training steps")
     training.send_signal(signal.SIGTERM)
 
     assert training.wait(timeout=60) == PREEMPTED_EXIT_CODE
@@ -80,9 +82,9 @@ def test_sigterm_leaves_a_checkpoint_that_loads_and_resumes(
 
 
 def test_two_ddp_processes_train_together(
-    lake: tuple[str, str], small: Callable[..., TrainConfig], tmp_path: Path
+    dataset_lake: tuple[str, str], small: Callable[..., TrainConfig], tmp_path: Path
 ) -> None:
-    lake_url, _ = lake
+    lake_url, _ = dataset_lake
     # What the train_colorizer task runs on a node with two GPUs, here with two CPU processes (gloo).
     command = command_line(small(steps=4, batch_size=2, eval_every=4, eval_batches=1), gpus=2)
     # Unbuffered, as under Airflow and CI: the ranks' summary lines must still come out whole.
@@ -106,10 +108,10 @@ def test_a_run_without_checkpoints_is_named_in_the_error(tmp_path: Path) -> None
 
 
 def test_resuming_a_finished_run_trains_and_writes_nothing(
-    lake: tuple[str, str], small: Callable[..., TrainConfig]
+    dataset_lake: tuple[str, str], small: Callable[..., TrainConfig]
 ) -> None:
     finished = Trainer(small(steps=4)).fit()
-    store = FileStore(Path(lake[0].removeprefix("file://")))
+    store = FileStore(Path(dataset_lake[0].removeprefix("file://")))
     before = {key: store.get(key) for key in store.list(f"checkpoints/{finished.run_id}/")}
 
     again = Trainer(small(steps=4, resume=finished.run_id)).fit()

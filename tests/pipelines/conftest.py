@@ -27,6 +27,12 @@ def catalog(tmp_path: Path) -> Catalog:
     return catalog
 
 
+@pytest.fixture
+def lake(store: FileStore, catalog: Catalog) -> tuple[FileStore, Catalog]:
+    """The private lake and catalog together, for stages that write both."""
+    return store, catalog
+
+
 @pytest.fixture(params=["file", "s3"])
 def file_or_s3_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     """A private lake on each backend: a folder, and a bucket of a real S3-protocol server."""

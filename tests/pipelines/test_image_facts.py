@@ -41,11 +41,6 @@ def facts(corpus: dict[str, tuple[Path, str]]) -> dict[str, ImageFacts]:
     return {name: extract_facts(path.read_bytes()) for name, (path, _expected) in corpus.items()}
 
 
-@pytest.fixture(scope="module")
-def library() -> PhotoLibrary:
-    return PhotoLibrary()
-
-
 def distance(first: str, second: str) -> int:
     return imagehash.hex_to_hash(first) - imagehash.hex_to_hash(second)
 

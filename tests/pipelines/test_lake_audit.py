@@ -1,5 +1,5 @@
-"""The lake audit on a real lake (a folder, and a bucket of an S3-protocol server) built by the real stages:
-a clean lake reports nothing; each kind of drift planted in it is found, and repaired where the lake can
+"""The built_lake audit on a real built_lake (a folder, and a bucket of an S3-protocol server) built by the real stages:
+a clean built_lake reports nothing; each kind of drift planted in it is found, and repaired where the built_lake can
 rebuild it."""
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def offer(store: ObjectStore, catalog: Catalog, data: bytes, source_id: str) -> 
 
 
 @pytest.fixture
-def lake(file_or_s3_store: ObjectStore, catalog: Catalog) -> tuple[ObjectStore, Catalog, dict]:
-    """A lake as the pipeline leaves it: photos ingested and judged (one gray photo quarantined), and a
+def built_lake(file_or_s3_store: ObjectStore, catalog: Catalog) -> tuple[ObjectStore, Catalog, dict]:
+    """A built_lake as the pipeline leaves it: photos ingested and judged (one gray photo quarantined), and a
     published dataset version."""
     store = file_or_s3_store
     shas = [offer(store, catalog, LIBRARY.encode(number), f"photo-{number}") for number in (0, 1, 2, 3, 4, 6)]
@@ -54,8 +54,8 @@ def kinds(report) -> dict[str, int]:
     return report.counts()
 
 
-def test_a_clean_lake_reports_nothing(lake) -> None:
-    store, catalog, built = lake
+def test_a_clean_lake_reports_nothing(built_lake) -> None:
+    store, catalog, built = built_lake
     report = audit_lake(store, catalog, checksums=True, grace=NOW)
     assert report.findings == []
     assert report.scanned["objects"] == 7 and report.scanned["images"] == 7
@@ -63,8 +63,8 @@ def test_a_clean_lake_reports_nothing(lake) -> None:
     assert "no drift" in report.summary()
 
 
-def test_an_object_without_its_row_is_found_and_its_row_rebuilt(lake) -> None:
-    store, catalog, _ = lake
+def test_an_object_without_its_row_is_found_and_its_row_rebuilt(built_lake) -> None:
+    store, catalog, _ = built_lake
     data = color_photo(11)
     sha = offer(store, catalog, data, "lost-row")
     with catalog.session() as session:
@@ -86,8 +86,8 @@ def test_an_object_without_its_row_is_found_and_its_row_rebuilt(lake) -> None:
     assert kinds(audit_lake(store, catalog, grace=NOW)) == {"orphan_object": 1}, "the stray key cannot be rebuilt"
 
 
-def test_a_missing_object_is_found_and_restored_from_its_quarantine_copy(lake) -> None:
-    store, catalog, built = lake
+def test_a_missing_object_is_found_and_restored_from_its_quarantine_copy(built_lake) -> None:
+    store, catalog, built = built_lake
     gone = built["photos"][0]
     store.delete(raw_key(gone, "jpg"))
     store.delete(raw_key(built["gray"], "jpg"))
@@ -104,8 +104,8 @@ def test_a_missing_object_is_found_and_restored_from_its_quarantine_copy(lake) -
     assert [finding.subject for finding in audit_lake(store, catalog, grace=NOW).findings] == [raw_key(gone, "jpg")]
 
 
-def test_checksums_find_altered_objects_and_shards(lake) -> None:
-    store, catalog, built = lake
+def test_checksums_find_altered_objects_and_shards(built_lake) -> None:
+    store, catalog, built = built_lake
     store.put(raw_key(built["photos"][1], "jpg"), b"cut short")
     shard = built["manifest"]["shards"][0]["key"]
     store.put(shard, b"\0" * 512 + store.get(shard)[512:])
@@ -117,8 +117,8 @@ def test_checksums_find_altered_objects_and_shards(lake) -> None:
     assert not any(finding.repaired for finding in report.findings)
 
 
-def test_dataset_drift_and_unknown_sightings_are_found(lake, catalog: Catalog) -> None:
-    store, catalog, built = lake
+def test_dataset_drift_and_unknown_sightings_are_found(built_lake, catalog: Catalog) -> None:
+    store, catalog, built = built_lake
     version = built["manifest"]["version"]
     shard = built["manifest"]["shards"][-1]["key"]
     store.delete(shard)
@@ -166,8 +166,8 @@ def test_dataset_drift_and_unknown_sightings_are_found(lake, catalog: Catalog) -
     assert audit_lake(store, catalog, grace=timedelta(hours=1)).counts() == {"missing_shard": 2, "unknown_image": 1}
 
 
-def test_unfinished_writes_older_than_a_day_are_found_and_thrown_away(lake) -> None:
-    store, catalog, _ = lake
+def test_unfinished_writes_older_than_a_day_are_found_and_thrown_away(built_lake) -> None:
+    store, catalog, _ = built_lake
     writing = store.open_write("datasets/next/train/train-00000.tar")
     writing.__enter__().write(os.urandom(6 * 1024 * 1024))  # past S3's 5 MiB part: a multipart upload
     [unfinished] = store.unfinished_writes()
@@ -182,8 +182,8 @@ def test_unfinished_writes_older_than_a_day_are_found_and_thrown_away(lake) -> N
     assert writing.__exit__(RuntimeError, RuntimeError("the writer gives up"), None) is False
 
 
-def test_the_report_reads_as_a_summary_and_keeps_every_finding_in_json(lake) -> None:
-    store, catalog, built = lake
+def test_the_report_reads_as_a_summary_and_keeps_every_finding_in_json(built_lake) -> None:
+    store, catalog, built = built_lake
     for number in range(30):
         store.put(f"raw/zz/stray-{number:02d}", b"x")
     report = audit_lake(store, catalog, grace=NOW)
@@ -202,7 +202,7 @@ def test_each_catalog_engine_is_matched_bucket_by_bucket(
     file_or_s3_store: ObjectStore, sqlite_or_postgres_catalog: Catalog
 ) -> None:
     """Forty photos spread over many of the 256 hash buckets, on SQLite and PostgreSQL: the hash ranges the
-    audit reads from each engine line up with the lake's listing, so only the planted drift shows."""
+    audit reads from each engine line up with the built_lake's listing, so only the planted drift shows."""
     store, catalog = file_or_s3_store, sqlite_or_postgres_catalog
     shas = sorted(offer(store, catalog, color_photo(seed), f"photo-{seed}") for seed in range(40))
     assert len({sha[:2] for sha in shas}) > 30

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -18,13 +17,6 @@ def encoded(image_format: str, mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, (32, 24), "orange").save(buffer, format=image_format)
     return buffer.getvalue()
-
-
-@pytest.fixture
-def lake(tmp_path: Path) -> tuple[FileStore, Catalog]:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    catalog.migrate()
-    return FileStore(tmp_path / "lake"), catalog
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from PIL import Image
 from skimage import color
 from sqlalchemy import func, select, update
 
+from embedded.polling import wait_until
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, SightingRecord
 from pipelines.catalog import Image as ImageRow
 from pipelines.lab import decode_lab8, lab8_to_npy, rgb_to_lab8
@@ -256,9 +256,12 @@ def test_a_build_killed_midway_leaves_no_version_and_its_rerun_completes(
     }
     command = [sys.executable, "-m", "pipelines.shards", "build", "--load-size", "128", "--shard-size", "2"]
     build = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not any(key.endswith(".tar") for key in store.list("datasets/")) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(
+        lambda: any(key.endswith(".tar") for key in store.list("datasets/")),
+        timeout_s=60,
+        interval_s=0.005,
+        what="the build's first shard",
+    )
     build.send_signal(signal.SIGKILL)
     build.wait()
 

@@ -19,18 +19,9 @@ from PIL import Image
 from sandbox.coco import SPLITS
 from sandbox.flickr import FlickrCatalogue
 from sandbox.library import PhotoLibrary
+from tests.captures.coco import COCO_LICENSES
 
 ZIPS = ("zips/train2017.zip", "zips/val2017.zip", "annotations/annotations_trainval2017.zip")
-COCO_LICENSES = {
-    1: "Attribution-NonCommercial-ShareAlike License",
-    2: "Attribution-NonCommercial License",
-    3: "Attribution-NonCommercial-NoDerivs License",
-    4: "Attribution License",
-    5: "Attribution-ShareAlike License",
-    6: "Attribution-NoDerivs License",
-    7: "No known copyright restrictions",
-    8: "United States Government Work",
-}
 
 
 @pytest.fixture(scope="module")

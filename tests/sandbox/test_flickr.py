@@ -10,7 +10,6 @@ from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import pytest
 import requests
 from PIL import Image
 
@@ -19,12 +18,6 @@ from sandbox.flickr import CROWD_SIZE, SEARCH_RESULT_LIMIT, FlickrCatalogue
 from sandbox.library import PhotoLibrary
 
 ALL_URL_EXTRAS = "url_sq,url_q,url_t,url_s,url_n,url_w,url_m,url_z,url_c,url_l,url_o"
-
-
-@pytest.fixture(scope="module")
-def library() -> PhotoLibrary:
-    """The same library the sandbox process serves (same anchor date: today UTC or the pinned one)."""
-    return PhotoLibrary()
 
 
 def call(sandbox_url: str, **params: Any) -> requests.Response:

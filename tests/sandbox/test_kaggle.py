@@ -24,11 +24,6 @@ from sandbox.library import PhotoLibrary
 AUTH = (kaggle.USERNAME, kaggle.API_KEY)
 
 
-@pytest.fixture(scope="module")
-def library() -> PhotoLibrary:
-    return PhotoLibrary()
-
-
 @pytest.fixture
 def base(sandbox_service) -> str:
     """The stand-in's base URL, with URL lifetime, expiring URLs and variant reset before and after."""

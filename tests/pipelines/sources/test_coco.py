@@ -33,18 +33,9 @@ from pipelines.storage import FileStore
 from sandbox.coco import SPLITS
 from sandbox.credentials import FLICKR_API_KEY
 from sandbox.library import PhotoLibrary
+from tests.captures.coco import COCO_LICENSES
 
 ALL_IMAGES = sum(SPLITS.values())
-COCO_LICENSES = {
-    1: "Attribution-NonCommercial-ShareAlike License",
-    2: "Attribution-NonCommercial License",
-    3: "Attribution-NonCommercial-NoDerivs License",
-    4: "Attribution License",
-    5: "Attribution-ShareAlike License",
-    6: "Attribution-NoDerivs License",
-    7: "No known copyright restrictions",
-    8: "United States Government Work",
-}
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, FetchFailure, Sighting
 from pipelines.catalog import Image as ImageRow
-from pipelines.http import HttpClient, host_key
+from pipelines.http import HttpClient
 from pipelines.licenses import FLICKR_ALLOWED_LICENSES, FLICKR_LICENSE_NAMES
 from pipelines.settings import Settings
 from pipelines.sources import flickr
@@ -29,20 +29,14 @@ from sandbox.credentials import FLICKR_API_KEY
 from sandbox.library import PhotoLibrary
 
 
-@pytest.fixture(scope="module")
-def library() -> PhotoLibrary:
-    """The library the sandbox process serves, to say what each search should find."""
-    return PhotoLibrary()
-
-
 @pytest.fixture
 def config(sandbox_url: str) -> flickr.FlickrConfig:
     return flickr.FlickrConfig(rest_url=f"{sandbox_url}/flickr/services/rest/", api_key=FLICKR_API_KEY)
 
 
 @pytest.fixture
-def http(config: flickr.FlickrConfig, sandbox_url: str, tmp_path: Path) -> HttpClient:
-    return flickr.client(config, Settings(home=tmp_path, http_allowed_hosts=[host_key(sandbox_url)]))
+def http(config: flickr.FlickrConfig, settings: Settings) -> HttpClient:
+    return flickr.client(config, settings)
 
 
 def days_before_anchor(library: PhotoLibrary, first: int, last: int) -> Window:

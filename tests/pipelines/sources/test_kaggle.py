@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from pipelines.catalog import Catalog, Sighting
 from pipelines.catalog import Image as ImageRow
 from pipelines.downloads import ChecksumMismatch
-from pipelines.http import HttpClient, host_key
+from pipelines.http import HttpClient
 from pipelines.settings import Settings
 from pipelines.sources import kaggle
 from pipelines.sources.web import SourceUnavailable
@@ -53,8 +53,8 @@ def config(base: str) -> kaggle.KaggleConfig:
 
 
 @pytest.fixture
-def http(config: kaggle.KaggleConfig, sandbox_url: str, tmp_path: Path) -> HttpClient:
-    return kaggle.client(config, Settings(home=tmp_path, http_allowed_hosts=[host_key(sandbox_url)]))
+def http(config: kaggle.KaggleConfig, settings: Settings) -> HttpClient:
+    return kaggle.client(config, settings)
 
 
 @pytest.fixture

@@ -63,13 +63,6 @@ def http(config: UnsplashConfig, settings: Settings) -> HttpClient:
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> tuple[FileStore, Catalog]:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
-    catalog.migrate()
-    return FileStore(tmp_path / "lake"), catalog
-
-
-@pytest.fixture
 def admin(sandbox_service) -> str:
     """The stand-in's admin URL; the budget is restored after the test, whatever the test set."""
     return f"{sandbox_service('unsplash')}/_admin"
