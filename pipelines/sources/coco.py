@@ -40,7 +40,7 @@ from pipelines.http import HttpClient, redact_url
 from pipelines.settings import Settings
 from pipelines.sources import dumps
 from pipelines.sources import flickr as flickr_source
-from pipelines.sources.contract import ConnectionLike, SourceClient
+from pipelines.sources.contract import Dump
 from pipelines.sources.dumps import EVERYTHING, DumpHost, Subset
 from pipelines.sources.web import SourceUnavailable
 from pipelines.storage import ObjectStore
@@ -223,22 +223,4 @@ def _records(document: Any, key: str, fields: Iterable[str]) -> list[dict[str, A
     return records
 
 
-class Coco:
-    """COCO 2017 as a `DumpSource`: a slice (`splits`, `classes`, `max_images`) with its licenses."""
-
-    name = SOURCE
-
-    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
-        config = CocoConfig.from_connection(connection)
-        return SourceClient(config, client(config, settings))
-
-    def ingest(
-        self,
-        client: SourceClient,
-        store: ObjectStore,
-        catalog: Catalog,
-        run_id: str,
-        work_area: Path,
-        params: Mapping[str, Any],
-    ) -> dict[str, int]:
-        return ingest(client.config, client.http, store, catalog, run_id, work_area, **ingest_options(params))
+COCO = Dump(CocoConfig.from_connection, client, SOURCE, ingest, ingest_options)

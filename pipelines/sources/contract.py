@@ -13,7 +13,7 @@ the settings into a `SourceClient`. `pipelines/sources/README.md` lists the step
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -85,22 +85,66 @@ class DumpSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How every source connects: read its configuration from the connection, make the client that honours it."""
+
+    read_config: Callable[[ConnectionLike], Any]
+    make_client: Callable[[Any, Settings], HttpClient]
+
+    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
+        config = self.read_config(connection)
+        return SourceClient(config, self.make_client(config, settings))
+
+
+@dataclass(frozen=True)
+class WebService(Connection):
+    """A `WebSource` made of a connector module's functions."""
+
+    name: str
+    discover_for_run: Callable[[Any, HttpClient, Window, Mapping[str, Any]], list[Candidate]]
+    fetch_photo: Callable[[Any, HttpClient, Candidate], bytes]
+
+    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
+        return self.discover_for_run(client.config, client.http, window, params)
+
+    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
+        return self.fetch_photo(client.config, client.http, candidate)
+
+
+@dataclass(frozen=True)
+class Dump(Connection):
+    """A `DumpSource` made of a connector module's functions: `ingest_slice` takes the keyword arguments
+    `options` reads from the run's params."""
+
+    name: str
+    ingest_slice: Callable[..., dict[str, int]]
+    options: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+    def ingest(
+        self,
+        client: SourceClient,
+        store: ObjectStore,
+        catalog: Catalog,
+        run_id: str,
+        work_area: Path,
+        params: Mapping[str, Any],
+    ) -> dict[str, int]:
+        return self.ingest_slice(client.config, client.http, store, catalog, run_id, work_area, **self.options(params))
+
+
 def web_source(name: str) -> WebSource:
     """The web source called `name`."""
-    from pipelines.sources.flickr import Flickr
-    from pipelines.sources.instagram import Instagram
-    from pipelines.sources.unsplash import Unsplash
+    from pipelines.sources import flickr, instagram, unsplash
 
-    return _by_name(name, (Unsplash(), Flickr(), Instagram()))
+    return _by_name(name, (unsplash.UNSPLASH, flickr.FLICKR, instagram.INSTAGRAM))
 
 
 def dump_source(name: str) -> DumpSource:
     """The dataset dump called `name`."""
-    from pipelines.sources.coco import Coco
-    from pipelines.sources.imagenet import ImageNet
-    from pipelines.sources.kaggle import Kaggle
+    from pipelines.sources import coco, imagenet, kaggle
 
-    return _by_name(name, (ImageNet(), Coco(), Kaggle()))
+    return _by_name(name, (imagenet.IMAGENET, coco.COCO, kaggle.KAGGLE))
 
 
 def _by_name(name: str, sources: tuple[Any, ...]) -> Any:

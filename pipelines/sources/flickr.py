@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType, redact_url
 from pipelines.licenses import FLICKR_ALLOWED_LICENSES, FLICKR_LICENSE_NAMES
 from pipelines.settings import Settings
-from pipelines.sources.contract import ConnectionLike, SourceClient
+from pipelines.sources.contract import WebService
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 
 logger = logging.getLogger(__name__)
@@ -261,18 +261,12 @@ def fetch(config: FlickrConfig, http: HttpClient, candidate: Candidate) -> bytes
     return fetched.content
 
 
-class Flickr:
-    """Flickr as a `WebSource`: photos with any of the run's `tags` under its `licenses`, uploaded in the window."""
+def discover_for_run(
+    config: FlickrConfig, http: HttpClient, window: Window, params: Mapping[str, Any]
+) -> list[Candidate]:
+    """The run's photos: any of its `tags`, under its `licenses` (default: the allow-list), uploaded in the window."""
+    licenses = tuple(params.get("licenses") or FLICKR_ALLOWED_LICENSES)
+    return discover(config, http, window, params["tags"], licenses, params["limit"])
 
-    name = SOURCE
 
-    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
-        config = FlickrConfig.from_connection(connection)
-        return SourceClient(config, client(config, settings))
-
-    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
-        licenses = tuple(params.get("licenses") or FLICKR_ALLOWED_LICENSES)
-        return discover(client.config, client.http, window, params["tags"], licenses, params["limit"])
-
-    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
-        return fetch(client.config, client.http, candidate)
+FLICKR = WebService(FlickrConfig.from_connection, client, SOURCE, discover_for_run, fetch)

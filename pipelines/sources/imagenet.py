@@ -39,7 +39,7 @@ from pipelines.downloads import DownloadResult
 from pipelines.http import HttpClient, redact_url
 from pipelines.settings import Settings
 from pipelines.sources import dumps
-from pipelines.sources.contract import ConnectionLike, SourceClient
+from pipelines.sources.contract import Dump
 from pipelines.sources.dumps import EVERYTHING, DumpHost, Subset
 from pipelines.storage import ObjectStore
 
@@ -218,23 +218,4 @@ def _sighting(source_id: str, url: str) -> SightingRecord:
     return SightingRecord(source=SOURCE, source_id=source_id, url=url, license=LICENSE)
 
 
-class ImageNet:
-    """ImageNet as a `DumpSource`: a slice of Imagenette or the ILSVRC2012 tars (`archive`, `splits`,
-    `classes`, `max_images`)."""
-
-    name = SOURCE
-
-    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
-        config = ImageNetConfig.from_connection(connection)
-        return SourceClient(config, client(config, settings))
-
-    def ingest(
-        self,
-        client: SourceClient,
-        store: ObjectStore,
-        catalog: Catalog,
-        run_id: str,
-        work_area: Path,
-        params: Mapping[str, Any],
-    ) -> dict[str, int]:
-        return ingest(client.config, client.http, store, catalog, run_id, work_area, **ingest_options(params))
+IMAGENET = Dump(ImageNetConfig.from_connection, client, SOURCE, ingest, ingest_options)

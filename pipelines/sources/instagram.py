@@ -48,7 +48,7 @@ from bs4 import BeautifulSoup
 from pipelines.browser import CHROMEDRIVER, CHROMIUM_BINARY, HeadlessChromium
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.settings import Settings, get_settings
-from pipelines.sources.contract import ConnectionLike, SourceClient
+from pipelines.sources.contract import WebService
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 from pipelines.storage import ObjectNotFound, ObjectStore, open_store
 
@@ -505,30 +505,22 @@ def discover_browser(
     return found
 
 
-class Instagram:
-    """Instagram as a `WebSource`: the Graph API's hashtag search, or with `mode` = browser the rendered
-    hashtag pages. The Graph mode keeps its hashtag-id cache and query budget in the lake."""
+def discover_for_run(
+    config: InstagramConfig, http: HttpClient, window: Window, params: Mapping[str, Any]
+) -> list[Candidate]:
+    """The run's photos: the Graph API's hashtag search (its hashtag-id cache and query budget kept in the
+    lake), or with `mode` = browser the rendered hashtag pages."""
+    if params.get("mode") == "browser":
+        return discover_browser(config, http, window, params["hashtags"], params["limit"], params["max_scrolls"])
+    return discover_graph(
+        config,
+        http,
+        window,
+        params["hashtags"],
+        params["limit"],
+        state_store=open_store(),
+        include_top=params.get("include_top_media", False),
+    )
 
-    name = SOURCE
 
-    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
-        config = InstagramConfig.from_connection(connection)
-        return SourceClient(config, client(config, settings))
-
-    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
-        if params.get("mode") == "browser":
-            return discover_browser(
-                client.config, client.http, window, params["hashtags"], params["limit"], params["max_scrolls"]
-            )
-        return discover_graph(
-            client.config,
-            client.http,
-            window,
-            params["hashtags"],
-            params["limit"],
-            state_store=open_store(),
-            include_top=params.get("include_top_media", False),
-        )
-
-    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
-        return fetch(client.config, client.http, candidate)
+INSTAGRAM = WebService(InstagramConfig.from_connection, client, SOURCE, discover_for_run, fetch)

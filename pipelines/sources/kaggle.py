@@ -52,7 +52,7 @@ from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentT
 from pipelines.lab import lab8_from_opencv_channels, lab8_to_npy, read_npy_header
 from pipelines.raw_zone import ingest_photo
 from pipelines.settings import Settings
-from pipelines.sources.contract import ConnectionLike, SourceClient
+from pipelines.sources.contract import Dump
 from pipelines.sources.web import SourceUnavailable
 from pipelines.storage import ObjectStore
 
@@ -483,22 +483,4 @@ def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"dataset": params["dataset"], "max_images": params.get("max_images")}
 
 
-class Kaggle:
-    """Kaggle's `image-colorization` arrays as a `DumpSource`: `dataset`, at most `max_images` samples."""
-
-    name = SOURCE
-
-    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
-        config = KaggleConfig.from_connection(connection)
-        return SourceClient(config, client(config, settings))
-
-    def ingest(
-        self,
-        client: SourceClient,
-        store: ObjectStore,
-        catalog: Catalog,
-        run_id: str,
-        work_area: Path,
-        params: Mapping[str, Any],
-    ) -> dict[str, int]:
-        return ingest(client.config, client.http, store, catalog, run_id, work_area, **ingest_options(params))
+KAGGLE = Dump(KaggleConfig.from_connection, client, SOURCE, ingest, ingest_options)

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.settings import Settings
-from pipelines.sources.contract import ConnectionLike, SourceClient
+from pipelines.sources.contract import ConnectionLike, WebService
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 
 logger = logging.getLogger(__name__)
@@ -272,21 +272,13 @@ def discover_dataset_tsv(
     return candidates
 
 
-class Unsplash:
-    """Unsplash as a `WebSource`: the API search (newest first), or the Dataset TSV with `mode` = dataset."""
+def discover_for_run(
+    config: UnsplashConfig, http: HttpClient, window: Window, params: Mapping[str, Any]
+) -> list[Candidate]:
+    """The run's photos: the API search (newest first), or with `mode` = dataset the Dataset TSV."""
+    if params.get("mode") == "dataset":
+        return discover_dataset_tsv(http, params["dataset_tsv"], window, params["limit"], config.image_width)
+    return discover(config, http, window, params["queries"], params["limit"])
 
-    name = SOURCE
 
-    def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
-        config = UnsplashConfig.from_connection(connection)
-        return SourceClient(config, client(config, settings))
-
-    def discover(self, client: SourceClient, window: Window, params: Mapping[str, Any]) -> list[Candidate]:
-        if params.get("mode") == "dataset":
-            return discover_dataset_tsv(
-                client.http, params["dataset_tsv"], window, params["limit"], client.config.image_width
-            )
-        return discover(client.config, client.http, window, params["queries"], params["limit"])
-
-    def fetch(self, client: SourceClient, candidate: Candidate) -> bytes:
-        return fetch(client.config, client.http, candidate)
+UNSPLASH = WebService(UnsplashConfig.from_connection, client, SOURCE, discover_for_run, fetch)
