@@ -34,8 +34,10 @@ RUN useradd --create-home --uid 50000 --user-group colorflow \
     && chown -R colorflow:colorflow /opt/airflow /var/lib/colorflow
 
 COPY . /opt/colorflow
-# The repository's packages and Airflow plugins are imported from the source tree, as in the embedded setup.
+# The repository's packages and Airflow plugins are imported from the source tree, as in the embedded setup;
+# the `colorflow` command is declared in pyproject.toml.
 ENV PYTHONPATH=/opt/colorflow:/opt/colorflow/plugins
+RUN pip install --no-deps --no-build-isolation -e /opt/colorflow
 
 USER colorflow
 WORKDIR /opt/colorflow
