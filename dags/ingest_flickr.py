@@ -18,7 +18,6 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from colorflow_alerts import task_defaults
 from colorflow_ingest import discover_photos, store_photos, summarize
-from pipelines.licenses import FLICKR_ALLOWED_LICENSES
 
 
 @dag(
@@ -38,9 +37,10 @@ from pipelines.licenses import FLICKR_ALLOWED_LICENSES
             description="Photos with any of these tags.",
         ),
         "licenses": Param(
-            list(FLICKR_ALLOWED_LICENSES),
-            type="array",
-            description="Allowed Flickr license ids (flickr.photos.licenses.getInfo).",
+            None,
+            type=["null", "array"],
+            description="Licenses to collect, as terms (CC-BY-4.0, CC0-1.0, public-domain-mark...); empty: the"
+            " quality allow-list. Flickr's own license table says which of its ids each means.",
         ),
         "limit": Param(200, type="integer", minimum=1, description="At most this many photos per run."),
         "batch_size": Param(20, type="integer", minimum=1, description="Photos per mapped task."),

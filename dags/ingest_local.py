@@ -28,7 +28,12 @@ from colorflow_ingest import summarize
     doc_md=__doc__,
     params={
         "folder": Param(None, type=["null", "string"], description="Folder to read (default: sample photos)."),
-        "license": Param(None, type=["null", "string"], description="License recorded for these photos."),
+        "license": Param(
+            None,
+            type=["null", "string"],
+            description="License of these photos, as an SPDX id (CC0-1.0, CC-BY-4.0...), Unsplash or"
+            " public-domain-mark; empty: your own photos, which need none.",
+        ),
         "batch_size": Param(50, type="integer", minimum=1, description="Photos per mapped task."),
     },
 )

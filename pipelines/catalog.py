@@ -96,7 +96,8 @@ class Sighting(Base):
     page_url: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(255))
     author_url: Mapped[str | None] = mapped_column(Text)
-    license: Mapped[str | None] = mapped_column(String(128))
+    license: Mapped[str | None] = mapped_column(String(128))  # a term of `pipelines.licenses`' vocabulary
+    license_text: Mapped[str | None] = mapped_column(String(255))  # what the source itself said
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str] = mapped_column(String(255))
 
@@ -155,7 +156,8 @@ class FetchFailure(Base):
 
 @dataclass(frozen=True)
 class SightingRecord:
-    """What a source knows about one photo it offered."""
+    """What a source knows about one photo it offered. `license` is a term of Colorflow's vocabulary
+    (`pipelines.licenses`), None when the source's terms have none; `license_text` is what the source said."""
 
     source: str
     source_id: str
@@ -164,6 +166,7 @@ class SightingRecord:
     author: str | None = None
     author_url: str | None = None
     license: str | None = None
+    license_text: str | None = None
 
 
 def _enable_sqlite_concurrency(dbapi_connection, _record) -> None:

@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 
 from pipelines.catalog import Catalog, Image, ImageStatus, QualityResult, Sighting, utcnow
 from pipelines.image_facts import ImageFacts, extract_facts
+from pipelines.licenses import license_label
 from pipelines.near_duplicates import HashIndex
 from pipelines.raw_zone import quarantine_key
 from pipelines.settings import EXPECTATIONS_DIR, MAX_PIXELS, NEAR_DUPLICATE_DISTANCE, Settings, get_settings
@@ -125,10 +126,12 @@ class QualitySuiteError(RuntimeError):
 
 @dataclass(frozen=True)
 class Offer:
-    """One sighting of an image, reduced to what quality needs: who offered it, under what license."""
+    """One sighting of an image, reduced to what quality needs: who offered it, under what license (a term of
+    `pipelines.licenses`, and the source's own words)."""
 
     source: str
     license: str | None
+    license_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,12 +219,12 @@ def pending_images(catalog: Catalog, limit: int | None = None) -> list[PendingIm
         for start in range(0, len(hashes), 500):
             chunk = hashes[start : start + 500]
             sightings = (
-                select(Sighting.image_sha256, Sighting.source, Sighting.license)
+                select(Sighting.image_sha256, Sighting.source, Sighting.license, Sighting.license_text)
                 .where(Sighting.image_sha256.in_(chunk))
                 .order_by(Sighting.image_sha256, Sighting.source, Sighting.source_id)
             )
-            for sha256, source, license_name in session.execute(sightings):
-                offers[sha256].append(Offer(source, license_name))
+            for sha256, source, term, words in session.execute(sightings):
+                offers[sha256].append(Offer(source, term, words))
     return [PendingImage(sha256, key, seen, tuple(offers[sha256])) for sha256, key, seen in images]
 
 
@@ -234,11 +237,16 @@ def license_verdict(
     offers = list(offers)
     for offer in offers:
         if offer.license in allowed:
-            return True, str(offer.license)
-        if offer.license is None and offer.source in trusted:
+            return True, license_label(offer.license, offer.license_text)
+        if offer.license is None and offer.license_text is None and offer.source in trusted:
             return True, f"none recorded (source {offer.source} needs none)"
-    names = sorted({offer.license or f"none recorded (source {offer.source})" for offer in offers})
-    return False, ", ".join(names) or "no sighting recorded"
+    names = sorted(
+        license_label(offer.license, offer.license_text)
+        if offer.license or offer.license_text
+        else f"none recorded (source {offer.source})"
+        for offer in offers
+    )
+    return False, ", ".join(dict.fromkeys(names)) or "no sighting recorded"
 
 
 def facts_table(

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipelines.licenses import DEFAULT_LICENSE_ALLOW_LIST
+from pipelines.licenses import DEFAULT_ALLOWED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
@@ -35,8 +35,9 @@ class QualitySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COLORFLOW_QUALITY_", extra="ignore")
 
     license_allow_list: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_LICENSE_ALLOW_LIST),
-        description="License names (as sightings record them) that allow training on a photo; JSON list.",
+        default_factory=lambda: list(DEFAULT_ALLOWED),
+        description="Licenses (terms of pipelines.licenses: SPDX ids, Unsplash, public-domain-mark) that allow"
+        " training on a photo; JSON list.",
     )
     unlicensed_sources: list[str] = Field(
         default_factory=lambda: ["local"],

@@ -4,7 +4,7 @@ the static photo host (`/live`, standing for https://live.staticflickr.com) and 
 It serves the sandbox library as Flickr photo records and keeps the behaviours of the real service that a
 connector has to survive, because a connector tested only against a polite stand-in breaks on the real one:
 - Errors arrive with HTTP 200 and `"stat": "fail"` (100 invalid API key, 112 unknown method, 111 unknown
-  format, 3 parameterless search), never as an HTTP error status.
+  format, 3 parameterless search), never as an HTTP error status, and in JSON labelled `text/plain`.
 - Numbers sometimes arrive as strings: `total`, `license`, `dateupload`, `height_o`/`width_o` are strings
   while `page`, `pages`, `perpage`, `farm`, `height_l`/`width_l` are numbers.
 - A search returns at most its first 4,000 results. Pages past that repeat the last page within the limit,
@@ -13,7 +13,10 @@ connector has to survive, because a connector tested only against a polite stand
   enough to hit the limit; each reuses library image `i % 360` for its bytes under its own id and secret.
 - `min_upload_date` and `max_upload_date` are both inclusive and take unix timestamps or MySQL datetimes.
 - `per_page` defaults to 100 and is capped at 500; extras decide which optional fields a record carries.
-- A static URL with an unknown id, a wrong secret or server, or a size we hold no secret for is answered
+- A search lists only the sizes a photo has: none larger than its original, and no original where its owner
+  keeps it private. License ids mean what `flickr.photos.licenses.getInfo` says (Flickr's own table, ids as
+  strings, in Flickr's order).
+- A static URL with an unknown id, a wrong secret or server, or a size the photo does not have is answered
   with a redirect to the "photo unavailable" placeholder, a real image served with HTTP 200 (as Flickr
   redirects to https://s.yimg.com/pw/images/en-us/photo_unavailable.png), so a 404 check never notices it.
 """
@@ -53,34 +56,27 @@ FARM = 66
 JPEG_QUALITY = 88
 PLACEHOLDER_SIZE = (500, 374)
 
-# flickr.photos.licenses.getInfo, names and URLs as Flickr lists them (ids 11 to 16 arrived with CC 4.0, 2025).
+# flickr.photos.licenses.getInfo as Flickr answered it on 2023-11-05 (tests/captures/flickr), in its own
+# order. The CC 4.0 ids Flickr added in June 2025 are left out: no real answer listing them was found.
 LICENSES: dict[int, tuple[str, str]] = {
-    0: (
-        "All Rights Reserved",
-        "https://www.flickrhelp.com/hc/en-us/articles/10710266545556-Using-Flickr-images-shared-by-other-members",
-    ),
-    1: ("CC BY-NC-SA 2.0", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
-    2: ("CC BY-NC 2.0", "https://creativecommons.org/licenses/by-nc/2.0/"),
-    3: ("CC BY-NC-ND 2.0", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
-    4: ("CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"),
-    5: ("CC BY-SA 2.0", "https://creativecommons.org/licenses/by-sa/2.0/"),
-    6: ("CC BY-ND 2.0", "https://creativecommons.org/licenses/by-nd/2.0/"),
+    0: ("All Rights Reserved", ""),
+    4: ("Attribution License", "https://creativecommons.org/licenses/by/2.0/"),
+    6: ("Attribution-NoDerivs License", "https://creativecommons.org/licenses/by-nd/2.0/"),
+    3: ("Attribution-NonCommercial-NoDerivs License", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
+    2: ("Attribution-NonCommercial License", "https://creativecommons.org/licenses/by-nc/2.0/"),
+    1: ("Attribution-NonCommercial-ShareAlike License", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
+    5: ("Attribution-ShareAlike License", "https://creativecommons.org/licenses/by-sa/2.0/"),
     7: ("No known copyright restrictions", "https://www.flickr.com/commons/usage/"),
     8: ("United States Government Work", "http://www.usa.gov/copyright.shtml"),
     9: ("Public Domain Dedication (CC0)", "https://creativecommons.org/publicdomain/zero/1.0/"),
     10: ("Public Domain Mark", "https://creativecommons.org/publicdomain/mark/1.0/"),
-    11: ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
-    12: ("CC BY-SA 4.0", "https://creativecommons.org/licenses/by-sa/4.0/"),
-    13: ("CC BY-ND 4.0", "https://creativecommons.org/licenses/by-nd/4.0/"),
-    14: ("CC BY-NC 4.0", "https://creativecommons.org/licenses/by-nc/4.0/"),
-    15: ("CC BY-NC-SA 4.0", "https://creativecommons.org/licenses/by-nc-sa/4.0/"),
-    16: ("CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
 }
 # The crowd is all openly licensed, so a search with an open-license allow-list still finds all 4,600.
 CROWD_LICENSES = (4, 5, 7, 8, 9, 10)
 
 # Size suffixes of the static host (misc.urls): longest edge in pixels, and whether the size is a square crop.
-# Sizes from h (1600) up each have their own secret, which search never hands out, so they are not served.
+# A size larger than the original is never made, so a search lists only the sizes a photo has. Sizes from h
+# (1600) up each have their own secret; no library original is that large, so none is ever listed or served.
 SIZES: dict[str, tuple[int, bool]] = {
     "s": (75, True),
     "q": (150, True),
@@ -92,6 +88,8 @@ SIZES: dict[str, tuple[int, bool]] = {
     "z": (640, False),
     "c": (800, False),
     "b": (1024, False),
+    "h": (1600, False),
+    "k": (2048, False),
 }
 ORIGINAL = "o"
 # extras=url_* names and the size suffix each stands for.
@@ -106,8 +104,12 @@ URL_EXTRAS = {
     "url_z": "z",
     "url_c": "c",
     "url_l": "b",
+    "url_h": "h",
+    "url_k": "k",
     "url_o": ORIGINAL,
 }
+# Owners may keep their originals to themselves: every photo whose number ends in 3 does, so a search asking
+# for url_o gets it for the others only (a real 2024 search got it for none).
 STATIC_NAME = re.compile(r"(?P<id>\d+)_(?P<secret>[0-9a-f]+)(?:_(?P<suffix>[0-9a-z]+))?\.(?P<ext>[a-z]+)")
 REAL_KEY_FORMAT = re.compile(r"[0-9a-f]{32}")  # real Flickr API keys are 32 hex digits
 
@@ -217,6 +219,14 @@ class FlickrCatalogue:
             if number not in self._sizes:
                 self._sizes[number] = self.library.size(number)
             return self._sizes[number]
+
+    def has_size(self, photo: FlickrPhoto, suffix: str) -> bool:
+        """Whether the photo has this size: squares always, the original unless its owner hides it, other
+        sizes when the original is at least as large."""
+        if suffix == ORIGINAL:
+            return photo.number % 10 != 3
+        edge, square = SIZES[suffix]
+        return square or max(self.native_size(photo.number)) >= edge
 
     def size_of(self, number: int, suffix: str) -> tuple[int, int]:
         """Dimensions of a size as the static host serves it; Flickr never scales a photo up."""
@@ -362,7 +372,7 @@ def photo_record(catalogue: FlickrCatalogue, photo: FlickrPhoto, extras: Iterabl
     if "original_format" in extras:
         record["originalsecret"], record["originalformat"] = photo.original_secret, "jpg"
     for extra, suffix in URL_EXTRAS.items():
-        if extra not in extras:
+        if extra not in extras or not catalogue.has_size(photo, suffix):
             continue
         label = extra.removeprefix("url_")
         width, height = catalogue.size_of(photo.number, suffix)
@@ -406,6 +416,9 @@ def respond(params: Mapping[str, str], payload: dict) -> Response:
     """The payload in the format asked for: JSON, JSONP (Flickr's default JSON form) or REST XML."""
     response_format = params.get("format", "rest")
     if response_format == "json":
+        if params.get("nojsoncallback") == "1" and payload.get("stat") == "fail":
+            # As Flickr answered a bad key in 2012 (tests/captures/flickr): JSON, labelled text/plain.
+            return Response(json.dumps(payload), media_type="text/plain; charset=utf-8")
         if params.get("nojsoncallback") == "1":
             return JSONResponse(payload)
         callback = params.get("jsoncallback") or "jsonFlickrApi"
@@ -441,7 +454,7 @@ def create_router(library: PhotoLibrary) -> APIRouter:
         }
 
     def licenses_get_info(request: Request, params: Mapping[str, str]) -> dict:
-        listed = [{"id": key, "name": name, "url": url} for key, (name, url) in LICENSES.items()]
+        listed = [{"id": str(key), "name": name, "url": url} for key, (name, url) in LICENSES.items()]
         return {"licenses": {"license": listed}, "stat": "ok"}
 
     methods = {"flickr.photos.search": photos_search, "flickr.photos.licenses.getInfo": licenses_get_info}
@@ -475,6 +488,7 @@ def create_router(library: PhotoLibrary) -> APIRouter:
             valid = parsed["secret"] == photo.original_secret and parsed["ext"] == "jpg"
         else:
             valid = suffix in SIZES and parsed["secret"] == photo.secret and parsed["ext"] == "jpg"
+        valid = valid and catalogue.has_size(photo, suffix)
         if not valid:
             return unavailable(request)
         return Response(catalogue.encode(photo.number, suffix), media_type="image/jpeg")

@@ -5,11 +5,13 @@ Under the sandbox host's `/unsplash` prefix:
   (the download trigger). Requests need `Authorization: Client-ID <access key>` (or `client_id=`), else 401
   `{"errors": ["OAuth error: The access token is invalid"]}`. Every authenticated answer carries
   `X-Ratelimit-Limit` and `X-Ratelimit-Remaining`; a key that has spent its hourly budget gets 403 with the
-  plain-text body `Rate Limit Exceeded`, as from the real API.
+  plain-text body `Rate Limit Exceeded`, as users of the real API report it, or, when the admin asks for it,
+  429, which Unsplash's maintainers say the API sends when rate limiting (tests/captures/unsplash/README.md).
 - `images/photo-<slug>` stands for https://images.unsplash.com, an imgix host: `w` scales, `fm` re-encodes.
 - `photos/{id}`, `@{username}` and `s/photos/{query}` are the unsplash.com pages that attribution links name;
   `dataset/photos.tsv000` is the photos file of the Unsplash Lite Dataset, with its real column names.
-- `_admin/` lets tests set the hourly budget (`POST config {"hourly_limit": N}`), restore it (`POST reset`),
+- `_admin/` lets tests set the hourly budget and how it is refused (`POST config {"hourly_limit": N,
+  "refusal_status": 403 | 429}`), restore both (`POST reset`),
   and count triggered downloads and image requests (`GET stats`).
 
 Photo ids are 11 characters of the same alphabet Unsplash uses, derived from the library number, so they are
@@ -31,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -117,6 +119,9 @@ def alt_description(photo: LibraryPhoto) -> str:
 
 class BudgetConfig(BaseModel):
     hourly_limit: int = Field(ge=0, description="Requests each access key may make per clock hour.")
+    refusal_status: Literal[403, 429] = Field(
+        default=403, description="How a spent budget is answered: 403 Rate Limit Exceeded, or 429."
+    )
 
 
 class UnsplashService:
@@ -128,7 +133,7 @@ class UnsplashService:
         self.by_slug = {image_slug(photo): photo for photo in library.photos}
         self.by_username = {photo.author_username: photo for photo in library.photos}
         self._lock = threading.Lock()
-        self.hourly_limit = DEFAULT_HOURLY_LIMIT
+        self.hourly_limit, self.refusal_status = DEFAULT_HOURLY_LIMIT, 403
         self._spent: Counter[tuple[str, str]] = Counter()
         self.downloads: Counter[str] = Counter()
         self.image_requests = 0
@@ -182,17 +187,17 @@ class UnsplashService:
         remaining = self.spend(key)
         headers = {"X-Ratelimit-Limit": str(self.hourly_limit), "X-Ratelimit-Remaining": str(remaining or 0)}
         if remaining is None:
-            return PlainTextResponse(RATE_LIMIT_EXCEEDED, status_code=403, headers=headers)
+            return PlainTextResponse(RATE_LIMIT_EXCEEDED, status_code=self.refusal_status, headers=headers)
         status, body = handler(key)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def set_hourly_limit(self, limit: int) -> None:
+    def configure(self, config: BudgetConfig) -> None:
         with self._lock:
-            self.hourly_limit = limit
+            self.hourly_limit, self.refusal_status = config.hourly_limit, config.refusal_status
 
     def reset(self) -> None:
         with self._lock:
-            self.hourly_limit = DEFAULT_HOURLY_LIMIT
+            self.hourly_limit, self.refusal_status = DEFAULT_HOURLY_LIMIT, 403
             self._spent.clear()
 
     def stats(self) -> dict[str, Any]:
@@ -435,7 +440,7 @@ def create_router(library: PhotoLibrary) -> APIRouter:
 
     @router.post("/_admin/config", tags=["admin"], summary="Set the hourly request budget of every key")
     def configure(config: BudgetConfig) -> BudgetConfig:
-        service.set_hourly_limit(config.hourly_limit)
+        service.configure(config)
         return config
 
     @router.post("/_admin/reset", tags=["admin"], summary="Restore the default budget, with nothing spent")

@@ -137,14 +137,14 @@ def web_source(name: str) -> WebSource:
     """The web source called `name`."""
     from pipelines.sources import flickr, instagram, unsplash
 
-    return _by_name(name, (unsplash.UNSPLASH, flickr.FLICKR, instagram.INSTAGRAM))
+    return _by_name(name, (unsplash.CONNECTOR, flickr.CONNECTOR, instagram.CONNECTOR))
 
 
 def dump_source(name: str) -> DumpSource:
     """The dataset dump called `name`."""
     from pipelines.sources import coco, imagenet, kaggle
 
-    return _by_name(name, (imagenet.IMAGENET, coco.COCO, kaggle.KAGGLE))
+    return _by_name(name, (imagenet.CONNECTOR, coco.CONNECTOR, kaggle.CONNECTOR))
 
 
 def _by_name(name: str, sources: tuple[Any, ...]) -> Any:

@@ -1,8 +1,14 @@
 """Flickr: openly licensed photos uploaded in the run's window, found with `flickr.photos.search`.
 
 Flickr's rules shape this module:
-- Only licenses on an allow-list are collected. The search asks for them (`license=`), and every record is
-  checked again, so a service that ignored the filter could not slip other photos in.
+- Only licenses on the allow-list are collected. Flickr's own license table (`flickr.photos.licenses.getInfo`,
+  read once per run) says which ids mean what: each license's URL maps to Colorflow's vocabulary
+  (`pipelines.licenses`), and its name is kept as the source's words. The search asks for the allowed ids
+  (`license=`), and every record is checked again, so a service that ignored the filter could not slip other
+  photos in. No id is assumed: Flickr added ids for the CC 4.0 licenses in 2025, and the table tells them.
+- Sizes come from a ladder: the search asks for every size URL from the original down (`url_o`, `url_k`,
+  `url_h`, `url_l`, `url_c`, `url_z`, `url_m`) and takes the largest it answers; sizes over 1024 px exist
+  only for large originals and owners may hide them, so none is ever built by hand.
 - Failures arrive with HTTP 200 and `"stat": "fail"` (100 is a bad API key). They raise `SourceUnavailable`
   with Flickr's code and message, except the few codes Flickr documents as temporary.
 - A search yields at most its first 4,000 results; later pages repeat earlier photos. A window whose
@@ -20,6 +26,7 @@ https://live.staticflickr.com; in the sandbox both live under the sandbox host's
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,8 +36,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType, redact_url
-from pipelines.licenses import FLICKR_ALLOWED_LICENSES, FLICKR_LICENSE_NAMES
-from pipelines.settings import Settings
+from pipelines.licenses import DEFAULT_ALLOWED, from_url
+from pipelines.settings import Settings, get_settings
 from pipelines.sources.contract import WebService
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 
@@ -43,14 +50,17 @@ PER_PAGE = 500  # Flickr's maximum, so a 4,000-result part takes 8 calls
 # Flickr allows 3,600 calls an hour per key. A run makes tens of search calls (500 photos each), so a quarter
 # second between calls keeps it far under that while image downloads, on another host, are paced apart.
 MIN_INTERVAL_S = 0.25
-# license and date_upload make the client-side checks possible; url_l is the 1024-pixel size, url_o the original.
-EXTRAS = ("license", "date_upload", "owner_name", "url_l", "url_o")
+# Largest first: the original, 2048, 1600, 1024, 800, 640 and 500 px on the longest side (Flickr's URL docs).
+SIZE_LADDER = ("url_o", "url_k", "url_h", "url_l", "url_c", "url_z", "url_m")
+# license and date_upload make the client-side checks possible.
+EXTRAS = ("license", "date_upload", "owner_name", *SIZE_LADDER)
 # The smallest window still worth splitting: one second holds what one unix timestamp can tell apart.
 SMALLEST_PART = timedelta(seconds=1)
+# Answers come as application/json, but errors such as a bad key as text/plain (a real answer of 2012 does).
+JSON_TYPES = ("application/json", "text/plain")
 # Codes Flickr documents as temporary ("service currently unavailable", "write operation failed"): worth a retry.
 TEMPORARY_ERRORS = frozenset({105, 106})
 PLACEHOLDER_MARK = "photo_unavailable"  # the placeholder's file name on Flickr's image hosts
-LARGE_SUFFIX = "b"  # 1024 pixels on the longest side, the size url_l names
 
 
 @dataclass(frozen=True)
@@ -82,13 +92,6 @@ class FlickrConfig:
             return "https://www.flickr.com"
         return urlunsplit((parts.scheme, parts.netloc, base_path, "", ""))
 
-    @property
-    def static_url(self) -> str:
-        """The image host, for URLs built from server, id and secret when a record has no url_l or url_o."""
-        if self.web_url == "https://www.flickr.com":
-            return "https://live.staticflickr.com"
-        return f"{self.web_url}/live"
-
 
 def client(config: FlickrConfig, settings: Settings) -> HttpClient:
     """An HTTP client paced for Flickr, that may reach the allow-listed (sandbox) hosts."""
@@ -108,8 +111,8 @@ def call(config: FlickrConfig, http: HttpClient, method: str, **params: Any) -> 
     """One REST call in JSON; `stat: fail` (which comes with HTTP 200) raises instead of returning."""
     query = {"method": method, "api_key": config.api_key, "format": "json", "nojsoncallback": 1, **params}
     try:
-        body = http.get_json(config.rest_url, params=query)
-    except UnexpectedContentType as error:
+        body = json.loads(http.request("GET", config.rest_url, params=query, expect=JSON_TYPES).content)
+    except (UnexpectedContentType, ValueError) as error:
         raise SourceUnavailable(f"Flickr answered {method} with something other than JSON: {error}") from None
     if not isinstance(body, dict) or "stat" not in body:
         raise SourceUnavailable(f"Flickr's answer to {method} has no stat field: the response format changed")
@@ -127,9 +130,27 @@ def _unix(moment: datetime, round_up: bool = False) -> int:
 
 
 @dataclass(frozen=True)
+class FlickrLicense:
+    """One row of Flickr's license table: its name, and the term of Colorflow's vocabulary its URL means."""
+
+    name: str
+    term: str | None
+
+
+def license_table(config: FlickrConfig, http: HttpClient) -> dict[int, FlickrLicense]:
+    """Flickr's licenses by id, from `flickr.photos.licenses.getInfo` (ids come as strings or numbers)."""
+    body = call(config, http, "flickr.photos.licenses.getInfo")
+    try:
+        rows = body["licenses"]["license"]
+        return {as_int(row["id"]): FlickrLicense(str(row["name"]), from_url(row.get("url"))) for row in rows}
+    except (KeyError, TypeError, ValueError):
+        raise SourceUnavailable("Flickr's license table lacks licenses.license[id, name]: the format changed") from None
+
+
+@dataclass(frozen=True)
 class _Query:
     tags: tuple[str, ...]
-    licenses: frozenset[int]
+    licenses: dict[int, FlickrLicense]  # the allowed ones
 
 
 def _search_page(config: FlickrConfig, http: HttpClient, query: _Query, part: Window, page: int) -> dict[str, Any]:
@@ -186,10 +207,16 @@ def _records(config: FlickrConfig, http: HttpClient, query: _Query, part: Window
         yield from photos["photo"]
 
 
+def largest_size(record: dict[str, Any]) -> str | None:
+    """The URL of the largest size the search answered for this photo, if any."""
+    return next((record[size] for size in SIZE_LADDER if record.get(size)), None)
+
+
 def to_candidate(
-    config: FlickrConfig, record: dict[str, Any], part: Window, licenses: frozenset[int]
+    config: FlickrConfig, record: dict[str, Any], part: Window, licenses: dict[int, FlickrLicense]
 ) -> Candidate | None:
-    """The record as a candidate, or None when its license or upload time falls outside what was asked."""
+    """The record as a candidate, or None when its license or upload time falls outside what was asked, or
+    Flickr answered no size of it."""
     try:
         photo_id, owner = str(record["id"]), str(record["owner"])
         license_id, uploaded = as_int(record["license"]), as_int(record["dateupload"])
@@ -204,15 +231,19 @@ def to_candidate(
     uploaded_at = datetime.fromtimestamp(uploaded, UTC)
     if uploaded_at not in part:
         return None
-    built = f"{config.static_url}/{record.get('server')}/{photo_id}_{record.get('secret')}_{LARGE_SUFFIX}.jpg"
+    url = largest_size(record)
+    if url is None:
+        logger.warning("skipping %s: Flickr answered none of the sizes %s", photo_id, ", ".join(SIZE_LADDER))
+        return None
     return Candidate(
         source=SOURCE,
         source_id=photo_id,
-        url=record.get("url_l") or record.get("url_o") or built,
+        url=url,
         page_url=f"{config.web_url}/photos/{owner}/{photo_id}/",
         author=record.get("ownername") or owner,
         author_url=f"{config.web_url}/photos/{owner}/",
-        license=FLICKR_LICENSE_NAMES.get(license_id, f"Flickr license {license_id}"),
+        license=licenses[license_id].term,
+        license_text=licenses[license_id].name,
         extra={"uploaded_at": uploaded_at.isoformat(), "license_id": license_id, "title": record.get("title", "")},
     )
 
@@ -222,15 +253,21 @@ def discover(
     http: HttpClient,
     window: Window,
     tags: Sequence[str],
-    licenses: Iterable[int] = FLICKR_ALLOWED_LICENSES,
+    allowed: Iterable[str] = DEFAULT_ALLOWED,
     limit: int = DEFAULT_LIMIT,
 ) -> list[Candidate]:
-    """Photos with any of `tags`, under an allowed license, uploaded in `window`: oldest first, at most `limit`."""
+    """Photos with any of `tags`, under a license whose term is `allowed`, uploaded in `window`: oldest first,
+    at most `limit`."""
     if not tags:
         raise ValueError("Flickr discovery needs at least one tag (Flickr refuses parameterless searches)")
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    query = _Query(tags=tuple(tags), licenses=frozenset(as_int(license_id) for license_id in licenses))
+    wanted = set(allowed)
+    table = license_table(config, http)
+    licenses = {license_id: row for license_id, row in table.items() if row.term in wanted}
+    if not licenses:
+        raise SourceUnavailable(f"none of Flickr's licenses is allowed ({', '.join(sorted(wanted))})")
+    query = _Query(tags=tuple(tags), licenses=licenses)
     found: list[Candidate] = []
     # Parts come lazily, oldest first: once `limit` photos are in hand, later parts are never searched.
     for part, first in _parts(config, http, query, window):
@@ -264,9 +301,10 @@ def fetch(config: FlickrConfig, http: HttpClient, candidate: Candidate) -> bytes
 def discover_for_run(
     config: FlickrConfig, http: HttpClient, window: Window, params: Mapping[str, Any]
 ) -> list[Candidate]:
-    """The run's photos: any of its `tags`, under its `licenses` (default: the allow-list), uploaded in the window."""
-    licenses = tuple(params.get("licenses") or FLICKR_ALLOWED_LICENSES)
-    return discover(config, http, window, params["tags"], licenses, params["limit"])
+    """The run's photos: any of its `tags`, under its `licenses` (terms; default: the quality stage's
+    allow-list), uploaded in the window."""
+    allowed = params.get("licenses") or get_settings().quality.license_allow_list
+    return discover(config, http, window, params["tags"], allowed, params["limit"])
 
 
-FLICKR = WebService(FlickrConfig.from_connection, client, SOURCE, discover_for_run, fetch)
+CONNECTOR = WebService(FlickrConfig.from_connection, client, SOURCE, discover_for_run, fetch)

@@ -50,6 +50,7 @@ from pipelines.catalog import Catalog, SightingRecord
 from pipelines.downloads import DownloadResult, download
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.lab import lab8_from_opencv_channels, lab8_to_npy, read_npy_header
+from pipelines.licenses import from_spdx
 from pipelines.raw_zone import ingest_photo
 from pipelines.settings import Settings
 from pipelines.sources.contract import Dump
@@ -214,16 +215,17 @@ def list_files(config: KaggleConfig, http: HttpClient, dataset: str) -> dict[str
     raise SourceUnavailable(f"Kaggle's file listing of {dataset} did not end after {MAX_PAGES} pages")
 
 
-def dataset_license(config: KaggleConfig, http: HttpClient, dataset: str) -> str | None:
-    """The dataset's license name from its metadata, or None when it names none."""
+def dataset_license(config: KaggleConfig, http: HttpClient, dataset: str) -> tuple[str | None, str | None]:
+    """(term, Kaggle's code) for the dataset's license from its metadata: `licenses` holds exactly one entry
+    whose `name` is a code such as `CC0-1.0` or `CC-BY-SA-4.0`; (None, None) when it names none."""
     info = api_json(config, http, f"datasets/metadata/{dataset}", dataset).get("info") or {}
-    names = [
+    codes = [
         str(entry["name"]) for entry in info.get("licenses") or [] if isinstance(entry, dict) and entry.get("name")
     ]
-    if not names:
+    if not codes:
         logger.warning("%s names no license in its metadata", dataset)
-        return None
-    return " / ".join(names)
+        return None, None
+    return from_spdx(codes[0]), " / ".join(codes)
 
 
 def signed_url(config: KaggleConfig, http: HttpClient, dataset: str, name: str) -> str:
@@ -415,7 +417,7 @@ def ingest(
     if L_FILE not in listed:
         raise SourceUnavailable(f"{dataset} lists no {L_FILE}: the dataset's layout changed")
     ab_names = ab_file_order(list(listed), dataset)
-    license_name = dataset_license(config, http, dataset)
+    license, license_text = dataset_license(config, http, dataset)
 
     lightness = inspect_array(config, http, dataset, L_FILE, tally)
     ab_files = [inspect_array(config, http, dataset, name, tally) for name in ab_names]
@@ -452,7 +454,8 @@ def ingest(
                 page_url=page,
                 author=owner,
                 author_url=f"{config.web_url}/{owner}",
-                license=license_name,
+                license=license,
+                license_text=license_text,
             )
             outcome = ingest_photo(store, catalog, lab8_to_npy(sample), sighting, run_id, name_hint=SAMPLE_NAME)
             tally["objects_written"] += outcome.object_written
@@ -483,4 +486,4 @@ def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"dataset": params["dataset"], "max_images": params.get("max_images")}
 
 
-KAGGLE = Dump(KaggleConfig.from_connection, client, SOURCE, ingest, ingest_options)
+CONNECTOR = Dump(KaggleConfig.from_connection, client, SOURCE, ingest, ingest_options)

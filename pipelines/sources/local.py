@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipelines.catalog import Catalog, SightingRecord
 from pipelines.fan_out import batched
+from pipelines.licenses import from_term
 from pipelines.raw_zone import content_digest, ingest_photo
 from pipelines.settings import Settings, get_settings
 from pipelines.storage import ObjectStore
@@ -139,7 +140,8 @@ def ingest_files(
             source=SOURCE,
             source_id=digest,
             url=path.resolve().as_uri(),
-            license=license,
+            license=from_term(license),
+            license_text=license,
         )
         outcome = ingest_photo(store, catalog, data, sighting, run_id, name_hint=path.name, sha256=digest)
         counts["offered"] += 1

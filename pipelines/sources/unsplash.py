@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
+from pipelines.licenses import UNSPLASH
 from pipelines.settings import Settings
 from pipelines.sources.contract import ConnectionLike, WebService
 from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
@@ -40,7 +41,7 @@ from pipelines.sources.web import Candidate, SourceUnavailable, Window, unique
 logger = logging.getLogger(__name__)
 
 SOURCE = "unsplash"
-LICENSE = "Unsplash License"
+LICENSE_TEXT = "Unsplash License"
 DEFAULT_IMAGE_WIDTH = 1080  # Unsplash's own "regular" size: ample for 256-pixel training crops
 IMAGE_FORMAT = "jpg"  # imgix would otherwise pick by Accept header; one format keeps bytes reproducible
 IMAGE_QUALITY = 85  # the quality Unsplash's own "full" URLs ask for
@@ -128,10 +129,11 @@ def api_get(config: UnsplashConfig, http: HttpClient, url: str, params: dict[str
                 "Unsplash rejected the access key (HTTP 401): check the connection's password holds a valid"
                 " Access Key of an Unsplash application"
             ) from None
-        if error.status == 403 and RATE_LIMIT_EXCEEDED in str(error):
+        if error.status == 429 or (error.status == 403 and RATE_LIMIT_EXCEEDED in str(error)):
+            # Users of the API report 403 "Rate Limit Exceeded"; its maintainers say 429: both mean the same.
             raise SourceUnavailable(
-                "Unsplash's hourly rate limit for this access key is spent (HTTP 403 Rate Limit Exceeded):"
-                f" retry after {_next_hour():%Y-%m-%d %H:%M} UTC, or lower the queries or limit per run"
+                f"Unsplash's hourly rate limit for this access key is spent (HTTP {error.status} Rate Limit"
+                f" Exceeded): retry after {_next_hour():%Y-%m-%d %H:%M} UTC, or lower the queries or limit per run"
             ) from None
         if error.status == 403:
             raise SourceUnavailable(f"Unsplash refused access (HTTP 403): {error}") from None
@@ -170,7 +172,8 @@ def _photo_candidate(config: UnsplashConfig, photo: dict[str, Any]) -> Candidate
         page_url=photo["links"].get("html"),
         author=user.get("name") or user.get("username"),
         author_url=(user.get("links") or {}).get("html"),
-        license=LICENSE,
+        license=UNSPLASH,
+        license_text=LICENSE_TEXT,
         extra={"download_location": photo["links"]["download_location"]},
     )
 
@@ -239,7 +242,8 @@ def _dataset_candidate(row: dict[str, str], image_width: int) -> Candidate:
         page_url=row["photo_url"],
         author=name or username or None,
         author_url=f"{site}/@{username}" if username else None,
-        license=LICENSE,
+        license=UNSPLASH,
+        license_text=LICENSE_TEXT,
     )
 
 
@@ -281,4 +285,4 @@ def discover_for_run(
     return discover(config, http, window, params["queries"], params["limit"])
 
 
-UNSPLASH = WebService(UnsplashConfig.from_connection, client, SOURCE, discover_for_run, fetch)
+CONNECTOR = WebService(UnsplashConfig.from_connection, client, SOURCE, discover_for_run, fetch)

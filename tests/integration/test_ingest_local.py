@@ -64,7 +64,7 @@ def local_rows(settings: Settings, digests: set[str]) -> tuple[int, int]:
 def run_ingest(airflow: AirflowClient, folder: Path) -> str:
     airflow.wait_for_dag("ingest_local")
     airflow.unpause("ingest_local")
-    run_id = airflow.trigger("ingest_local", conf={"folder": str(folder), "license": "CC0", "batch_size": 2})
+    run_id = airflow.trigger("ingest_local", conf={"folder": str(folder), "license": "CC0-1.0", "batch_size": 2})
     assert airflow.wait_for_run("ingest_local", run_id, timeout_s=300) == "success"
     return run_id
 
@@ -89,7 +89,7 @@ def test_ingest_local_stores_each_photo_once_with_catalog_rows(
     assert len(digests) == len(snapshot) == 4
     assert all(key == f"raw/{digest[:2]}/{digest}.{key.rsplit('.', 1)[1]}" for key, digest in snapshot.items())
     assert local_rows(stack_settings, digests) == (4, 4)
-    assert open_catalog(stack_settings).count(Sighting, source="local", license="CC0", run_id=run_id) == 4
+    assert open_catalog(stack_settings).count(Sighting, source="local", license="CC0-1.0", run_id=run_id) == 4
 
     totals = airflow.xcom("ingest_local", run_id, "summarize")
     assert totals == {"images_added": 4, "objects_written": 4, "offered": 5, "sightings_added": 4}

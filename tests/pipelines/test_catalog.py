@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from pipelines.catalog import Base, Catalog, Image, Sighting, SightingRecord, utcnow
+from pipelines.catalog import MIGRATIONS_DIR, Base, Catalog, Image, Sighting, SightingRecord, utcnow
 
 
 @pytest.fixture
@@ -30,7 +30,46 @@ def test_migrations_build_exactly_the_models_schema(catalog: Catalog) -> None:
 def test_migrate_is_idempotent(catalog: Catalog) -> None:
     catalog.migrate()
     with catalog.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+
+
+def test_the_license_migration_moves_the_sources_words_and_names_the_term(sqlite_or_postgres_catalog: Catalog) -> None:
+    """Rows written before the vocabulary held the services' words in `license`: upgrading keeps them in
+    `license_text` and puts the term they mean in `license` (None where the vocabulary has none)."""
+    from alembic import command
+    from alembic.config import Config
+
+    catalog = sqlite_or_postgres_catalog
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with catalog.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    old_words = ["Attribution License", "CC0: Public Domain", "Unsplash License", "Instagram (all rights reserved)"]
+    with catalog.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO images (sha256, raw_key, format, byte_size, status, first_seen_at) "
+                "VALUES ('a', 'raw/a', 'jpg', 1, 'pending', CURRENT_TIMESTAMP)"
+            )
+        )
+        for number, words in enumerate(old_words):
+            connection.execute(
+                text(
+                    "INSERT INTO sightings (source, source_id, image_sha256, url, license, fetched_at, run_id) "
+                    "VALUES ('s', :id, 'a', 'u', :words, CURRENT_TIMESTAMP, 'r')"
+                ),
+                {"id": str(number), "words": words},
+            )
+    catalog.migrate()
+    with catalog.session() as session:
+        rows = session.execute(select(Sighting.license_text, Sighting.license).order_by(Sighting.source_id)).all()
+    assert [tuple(row) for row in rows] == [
+        ("Attribution License", "CC-BY-2.0"),
+        ("CC0: Public Domain", "CC0-1.0"),
+        ("Unsplash License", "Unsplash"),
+        ("Instagram (all rights reserved)", None),
+    ]
 
 
 def test_an_image_is_added_once(catalog: Catalog) -> None:

@@ -34,7 +34,7 @@ def gray_photo() -> bytes:
 
 
 def offer(store: ObjectStore, catalog: Catalog, data: bytes, source_id: str) -> str:
-    record = SightingRecord("unsplash", source_id, f"https://unsplash.example/{source_id}", license="CC BY 2.0")
+    record = SightingRecord("unsplash", source_id, f"https://unsplash.example/{source_id}", license="CC-BY-2.0")
     return ingest_photo(store, catalog, data, record, run_id="ingest__1", name_hint=f"{source_id}.jpg").sha256
 
 

@@ -31,7 +31,7 @@ from pipelines.storage import FileStore
 from sandbox.library import PhotoLibrary
 from tests.corpus import color_photo, tricky_corpus
 
-ALLOWED = "CC BY 2.0"
+ALLOWED = "CC-BY-2.0"
 SOURCES = ("unsplash", "flickr", "web")
 # Anything a browser would fetch from the network: a remote src or href (absolute or protocol-relative), a
 # remote url() in CSS, or a stylesheet import.
@@ -189,13 +189,15 @@ def test_batch_of_login_pages_fails_naming_the_source(store: FileStore, catalog:
 
 
 def test_license_outside_the_allow_list_is_rejected(store: FileStore, catalog: Catalog) -> None:
-    reserved = offer(store, catalog, color_photo(1), "instagram", "p1", license="All Rights Reserved")
+    reserved = offer(
+        store, catalog, color_photo(1), "instagram", "p1", license=None, license_text="All Rights Reserved"
+    )
     unknown = offer(store, catalog, color_photo(2), "web", "w2", license=None)
     own = offer(store, catalog, color_photo(3), "local", "mine.jpg", license=None)
-    twice = offer(store, catalog, color_photo(4), "instagram", "p4", license="All Rights Reserved")
-    offer(store, catalog, color_photo(4), "flickr", "f4", license="CC BY-SA 4.0")  # same bytes, open license
+    twice = offer(store, catalog, color_photo(4), "instagram", "p4", license=None, license_text="All Rights Reserved")
+    offer(store, catalog, color_photo(4), "flickr", "f4", license="CC-BY-SA-4.0")  # same bytes, open license
 
-    only_cc_by_sa = Settings(quality=QualitySettings(license_allow_list=["CC BY-SA 4.0"]))
+    only_cc_by_sa = Settings(quality=QualitySettings(license_allow_list=["CC-BY-SA-4.0"]))
     validate_batch(store, catalog, run_id="licenses", settings=only_cc_by_sa)
 
     verdicts = statuses(catalog)
@@ -257,7 +259,7 @@ def test_license_rejections_do_not_fail_the_batch(tmp_path: Path) -> None:
     library = PhotoLibrary()
     for number in range(12):
         sighting = SightingRecord(
-            "instagram", f"media-{number}", f"https://cdn/{number}.jpg", license="all rights reserved"
+            "instagram", f"media-{number}", f"https://cdn/{number}.jpg", license_text="all rights reserved"
         )
         ingest_photo(store, catalog, library.encode(number * 29), sighting, run_id="ingest")
     summary = validate_batch(store, catalog, "validate-1", limit=None)

@@ -26,13 +26,13 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("COLORFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("COLORFLOW_LAKE_URL", "s3://colorflow/lake")
     monkeypatch.setenv("COLORFLOW_CATALOG_URL", "postgresql+psycopg2://db/catalog")
-    monkeypatch.setenv("COLORFLOW_QUALITY_LICENSE_ALLOW_LIST", '["CC0 1.0"]')
+    monkeypatch.setenv("COLORFLOW_QUALITY_LICENSE_ALLOW_LIST", '["CC0-1.0"]')
     monkeypatch.setenv("COLORFLOW_QUALITY_NEAR_DUPLICATE_DISTANCE", "4")
     settings = Settings()
     assert settings.home == tmp_path
     assert settings.lake_url == "s3://colorflow/lake"
     assert settings.catalog_url == "postgresql+psycopg2://db/catalog"
-    assert settings.quality.license_allow_list == ["CC0 1.0"]
+    assert settings.quality.license_allow_list == ["CC0-1.0"]
     assert settings.quality.near_duplicate_distance == 4
 
 

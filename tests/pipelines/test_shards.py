@@ -57,7 +57,7 @@ def jpeg(image: Image.Image, **options: object) -> bytes:
 
 
 def offer(store: FileStore, catalog: Catalog, data: bytes, source: str, source_id: str) -> str:
-    record = SightingRecord(source, source_id, f"https://{source}.example/{source_id}", license="CC BY 2.0")
+    record = SightingRecord(source, source_id, f"https://{source}.example/{source_id}", license="CC-BY-2.0")
     return ingest_photo(store, catalog, data, record, run_id="ingest", name_hint=f"{source_id}.jpg").sha256
 
 

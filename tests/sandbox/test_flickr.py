@@ -1,14 +1,18 @@
-"""The Flickr stand-in behaves like Flickr where connectors get it wrong: errors with HTTP 200, numbers as
-strings, the per_page cap, inclusive upload-date bounds, pages that repeat past 4,000 results, sizes on
-the static host, and the placeholder image for a photo that is gone. Requests go to a real sandbox process.
+"""The Flickr stand-in behaves like Flickr where connectors get it wrong: errors with HTTP 200 (in JSON
+labelled text/plain), numbers as strings, the per_page cap, inclusive upload-date bounds, pages that repeat
+past 4,000 results, only the sizes a photo has on the static host, the placeholder image for a photo that is
+gone, and Flickr's own license table. Requests go to a real sandbox process; what Flickr itself answered is
+in `tests/captures/flickr/`.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 import requests
 from PIL import Image
@@ -16,8 +20,9 @@ from PIL import Image
 from sandbox.credentials import FLICKR_API_KEY
 from sandbox.flickr import CROWD_SIZE, SEARCH_RESULT_LIMIT, FlickrCatalogue
 from sandbox.library import PhotoLibrary
+from tests.replay import capture
 
-ALL_URL_EXTRAS = "url_sq,url_q,url_t,url_s,url_n,url_w,url_m,url_z,url_c,url_l,url_o"
+ALL_URL_EXTRAS = "url_sq,url_q,url_t,url_s,url_n,url_w,url_m,url_z,url_c,url_l,url_h,url_k,url_o"
 
 
 def call(sandbox_url: str, **params: Any) -> requests.Response:
@@ -40,7 +45,7 @@ def crowd_day(library: PhotoLibrary) -> tuple[int, int]:
 
 def test_search_schema_with_numbers_as_strings(sandbox_url: str, library: PhotoLibrary) -> None:
     """Flickr sends total, license and dateupload as strings but page, perpage and farm as numbers."""
-    photos = search(sandbox_url, tags="cat", extras="license,date_upload,owner_name,tags,url_l,url_o")
+    photos = search(sandbox_url, tags="cat", extras="license,date_upload,owner_name,tags,url_s,url_o")
     cats = library.search("cat")
     assert (photos["page"], photos["pages"], photos["perpage"], photos["total"]) == (1, 1, 100, str(len(cats)))
     record = photos["photo"][0]
@@ -49,8 +54,8 @@ def test_search_schema_with_numbers_as_strings(sandbox_url: str, library: PhotoL
     assert len(record["secret"]) == 10 and isinstance(record["farm"], int)
     assert record["owner"].split("@")[1].startswith("N0")
     assert isinstance(record["license"], str) and isinstance(record["dateupload"], str)
-    assert isinstance(record["height_l"], int) and isinstance(record["height_o"], str)
-    assert record["url_l"].startswith(f"{sandbox_url}/flickr/live/")
+    assert isinstance(record["height_s"], int) and isinstance(record["height_o"], str)
+    assert record["url_s"].startswith(f"{sandbox_url}/flickr/live/")
     assert "cat" in record["tags"].split()
     # The records are the library's cat photos: same upload times, licenses and authors.
     assert sorted(int(p["dateupload"]) for p in photos["photo"]) == sorted(int(c.created_at.timestamp()) for c in cats)
@@ -90,8 +95,8 @@ def test_license_filter_takes_a_comma_list(sandbox_url: str, library: PhotoLibra
 
 def test_errors_come_with_http_200_and_stat_fail(sandbox_url: str) -> None:
     bad_key = call(sandbox_url, method="flickr.photos.search", tags="cat", api_key="not-a-key")
-    assert bad_key.status_code == 200
-    assert bad_key.json() == {"stat": "fail", "code": 100, "message": "Invalid API Key (Key has invalid format)"}
+    assert bad_key.status_code == 200 and bad_key.headers["Content-Type"].startswith("text/plain")
+    assert bad_key.json() == json.loads(capture("flickr/error_100_invalid_api_key.2012-05-07.flickrie.json"))
     unknown_key = call(sandbox_url, method="flickr.photos.search", tags="cat", api_key="0123456789abcdef" * 2)
     assert unknown_key.json()["message"] == "Invalid API Key (Key not found)"
     no_key = requests.get(
@@ -109,8 +114,13 @@ def test_other_response_formats(sandbox_url: str) -> None:
     assert jsonp.text.startswith("jsonFlickrApi({") and jsonp.headers["Content-Type"].startswith("text/javascript")
     xml = call(sandbox_url, method="flickr.photos.search", tags="cat", per_page=1, format="rest")
     assert xml.text.startswith("<?xml") and '<rsp stat="ok">' in xml.text and "<photo " in xml.text
-    licenses = call(sandbox_url, method="flickr.photos.licenses.getInfo").json()["licenses"]["license"]
-    assert [entry["id"] for entry in licenses] == list(range(17))
+
+
+def test_the_license_table_is_flickrs_own(sandbox_url: str) -> None:
+    """The same ids, names, URLs and order as Flickr's answer of 2023 (ids as strings in JSON, as in 2012)."""
+    real = ElementTree.fromstring(capture("flickr/licenses_getInfo.2023-11-05.flickr-foundation.xml"))
+    expected = [{key: entry.get(key) for key in ("id", "name", "url")} for entry in real.iter("license")]
+    assert call(sandbox_url, method="flickr.photos.licenses.getInfo").json()["licenses"]["license"] == expected
 
 
 def test_paging_past_4000_results_repeats_photos(sandbox_url: str, library: PhotoLibrary) -> None:
@@ -129,27 +139,37 @@ def test_paging_past_4000_results_repeats_photos(sandbox_url: str, library: Phot
     assert int(first_half["total"]) == CROWD_SIZE // 2
 
 
-def test_static_host_serves_each_size(sandbox_url: str) -> None:
+def test_static_host_serves_each_size_the_photo_has(sandbox_url: str, library: PhotoLibrary) -> None:
+    """Sizes larger than the original are never made: a search lists only the others, and the static host
+    answers a made-up URL of a missing size with the placeholder."""
     record = search(sandbox_url, tags="rocket", per_page=1, extras=ALL_URL_EXTRAS)["photo"][0]
     original = Image.open(io.BytesIO(requests.get(record["url_o"], timeout=10).content))
     assert original.size == (int(record["width_o"]), int(record["height_o"]))
-    for label, longest in (("sq", 75), ("q", 150), ("t", 100), ("s", 240), ("m", 500), ("z", 640), ("l", 1024)):
+    sizes = (("sq", 75), ("q", 150), ("t", 100), ("s", 240), ("m", 500), ("z", 640), ("l", 1024), ("h", 1600))
+    listed = [(label, longest) for label, longest in sizes if f"url_{label}" in record]
+    assert [label for label, longest in listed] == [
+        label for label, longest in sizes if label in ("sq", "q") or longest <= max(original.size)
+    ]
+    too_large = record["url_t"].replace("_t.jpg", "_b.jpg")
+    if max(original.size) < 1024:
+        assert requests.get(too_large, timeout=10).url.endswith("/photo_unavailable.png")
+    for label, longest in listed:
         response = requests.get(record[f"url_{label}"], timeout=10)
         assert response.status_code == 200 and response.headers["Content-Type"] == "image/jpeg"
         image = Image.open(io.BytesIO(response.content))
         assert image.format == "JPEG" and image.size == (record[f"width_{label}"], record[f"height_{label}"])
-        assert max(image.size) == min(longest, max(original.size))  # never scaled up
+        assert max(image.size) == longest
     assert Image.open(io.BytesIO(requests.get(record["url_sq"], timeout=10).content)).size == (75, 75)
-    medium = record["url_m"].rsplit("/", 1)[1]
-    assert medium == f"{record['id']}_{record['secret']}.jpg"  # the 500-pixel size has no suffix
+    thumbnail = record["url_t"].rsplit("/", 1)[1]
+    assert thumbnail == f"{record['id']}_{record['secret']}_t.jpg"
 
 
 def test_a_missing_photo_redirects_to_the_placeholder(sandbox_url: str) -> None:
     """Flickr answers a gone photo with a redirect to an image, HTTP 200: status checks never notice."""
-    record = search(sandbox_url, tags="flower", per_page=1, extras="url_l")["photo"][0]
-    wrong_secret = record["url_l"].replace(record["secret"], "0" * 10)
-    unknown_id = record["url_l"].replace(record["id"], "53999999999")
-    wrong_server = record["url_l"].replace("/65535/", "/4242/")
+    record = search(sandbox_url, tags="flower", per_page=1, extras="url_s")["photo"][0]
+    wrong_secret = record["url_s"].replace(record["secret"], "0" * 10)
+    unknown_id = record["url_s"].replace(record["id"], "53999999999")
+    wrong_server = record["url_s"].replace("/65535/", "/4242/")
     redirect = requests.get(wrong_secret, timeout=10, allow_redirects=False)
     assert redirect.status_code == 302 and redirect.headers["Location"].endswith("/photo_unavailable.png")
     bodies = set()
@@ -160,7 +180,7 @@ def test_a_missing_photo_redirects_to_the_placeholder(sandbox_url: str) -> None:
         bodies.add(response.content)
     assert len(bodies) == 1
     assert Image.open(io.BytesIO(bodies.pop())).size == (500, 374)
-    assert requests.get(record["url_l"], timeout=10).headers["Content-Type"] == "image/jpeg"
+    assert requests.get(record["url_s"], timeout=10).headers["Content-Type"] == "image/jpeg"
 
 
 def test_photo_pages_exist(sandbox_url: str) -> None:

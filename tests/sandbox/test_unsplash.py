@@ -108,6 +108,9 @@ def test_every_answer_reports_the_budget_and_403_comes_past_it(unsplash: str, fr
     assert refused.status_code == 403 and refused.text == "Rate Limit Exceeded"
     assert refused.headers["Content-Type"].startswith("text/plain")
     assert refused.headers["X-Ratelimit-Limit"] == "2" and refused.headers["X-Ratelimit-Remaining"] == "0"
+    as_429 = {"hourly_limit": 0, "refusal_status": 429}
+    requests.post(f"{unsplash}/_admin/config", json=as_429, timeout=5).raise_for_status()
+    assert search(unsplash, query="cat").status_code == 429
 
     requests.post(f"{unsplash}/_admin/reset", timeout=5).raise_for_status()
     assert search(unsplash, query="cat").headers["X-Ratelimit-Remaining"] == "4999"

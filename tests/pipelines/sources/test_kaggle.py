@@ -20,12 +20,14 @@ from pipelines.catalog import Catalog, Sighting
 from pipelines.catalog import Image as ImageRow
 from pipelines.downloads import ChecksumMismatch
 from pipelines.http import HttpClient
+from pipelines.licenses import DEFAULT_ALLOWED
 from pipelines.settings import Settings
 from pipelines.sources import kaggle
 from pipelines.sources.web import SourceUnavailable
 from pipelines.storage import FileStore
 from sandbox import kaggle as stand_in
 from sandbox.library import PhotoLibrary
+from tests.replay import Answer, capture, replaying
 
 DATASET = kaggle.DEFAULT_DATASET
 
@@ -136,7 +138,7 @@ def test_ingest_stores_every_sample_as_lab_npy_with_license(
     assert {image.format for image in images} == {"npy"}
     assert all(image.raw_key.endswith(".npy") for image in images)
     assert {sighting.source for sighting in sightings} == {"kaggle"}
-    assert {sighting.license for sighting in sightings} == {stand_in.LICENSE}
+    assert {(sighting.license, sighting.license_text) for sighting in sightings} == {("CC0-1.0", stand_in.LICENSE)}
     assert {sighting.page_url for sighting in sightings} == {f"{base}/datasets/{DATASET}"}
     assert sorted(sighting.source_id for sighting in sightings) == sorted(f"{DATASET}/{i}" for i in range(48))
     first = next(sighting for sighting in sightings if sighting.source_id == f"{DATASET}/0")
@@ -147,6 +149,23 @@ def test_ingest_stores_every_sample_as_lab_npy_with_license(
     for index, sample in samples.items():
         assert sample.shape == (224, 224, 3) and sample.dtype == np.uint8
         np.testing.assert_array_equal(sample, expected_samples[index])
+
+
+def test_the_license_code_of_real_metadata_is_a_term_the_allow_list_knows(config, tmp_path: Path) -> None:
+    """Kaggle's dataset metadata names its license by code: the documented `dataset-metadata.json` example
+    (`"licenses": [{"name": "CC0-1.0"}]`, tests/captures/kaggle), as the metadata endpoint's `info`, maps to
+    the term CC0-1.0, which the default allow-list holds (before, the code was compared with display names
+    such as "CC0: Public Domain" and every sample was rejected)."""
+    example = json.loads(capture("kaggle/dataset-metadata.docs-example.json"))
+
+    def answer(path: str, query: dict[str, str]) -> Answer:
+        return Answer(json.dumps({"info": example, "errorMessage": None}).encode())
+
+    with replaying(answer) as base:
+        replayed = kaggle.KaggleConfig(api_url=f"{base}/api/v1", username="colorflow", key="k" * 32)
+        http = kaggle.client(replayed, Settings(home=tmp_path, http_allowed_hosts=[base.removeprefix("http://")]))
+        term, words = kaggle.dataset_license(replayed, http, example["id"])
+    assert (term, words) == ("CC0-1.0", "CC0-1.0") and term in DEFAULT_ALLOWED
 
 
 def test_rerun_adds_nothing_and_downloads_nothing(run, catalog: Catalog) -> None:

@@ -73,9 +73,9 @@ def test_ingest_counts_duplicates_and_unreadable_files(tmp_path: Path) -> None:
     copy.write_bytes(photos[0].read_bytes())
     offered = [*photos, copy, tmp_path / "in" / "vanished.jpg"]
 
-    counts = ingest_files(offered, store, catalog, run_id="run-1", license="CC0")
+    counts = ingest_files(offered, store, catalog, run_id="run-1", license="CC0-1.0")
     assert counts == {"offered": 4, "objects_written": 3, "images_added": 3, "sightings_added": 3, "unreadable": 1}
-    assert catalog.count(ImageRow) == 3 and catalog.count(Sighting, license="CC0") == 3
+    assert catalog.count(ImageRow) == 3 and catalog.count(Sighting, license="CC0-1.0") == 3
 
     again = ingest_files(offered, store, catalog, run_id="run-2")
     assert again == {"offered": 4, "objects_written": 0, "images_added": 0, "sightings_added": 0, "unreadable": 1}

@@ -7,6 +7,7 @@ say which photos a window holds without asking the API that is under test.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,9 +21,9 @@ import requests
 
 from pipelines.catalog import Catalog, FetchFailure, Sighting
 from pipelines.http import HttpClient, host_key
+from pipelines.licenses import UNSPLASH
 from pipelines.settings import Settings
 from pipelines.sources.unsplash import (
-    LICENSE,
     SOURCE,
     UnsplashConfig,
     client,
@@ -35,6 +36,7 @@ from pipelines.storage import FileStore
 from sandbox.credentials import UNSPLASH_ACCESS_KEY
 from sandbox.library import PhotoLibrary
 from sandbox.unsplash import photo_id
+from tests.replay import Answer, capture, replaying
 
 Faults = Callable[..., None]
 LIBRARY = PhotoLibrary()
@@ -118,7 +120,7 @@ def test_discover_cuts_at_the_limit_and_skips_queries_it_no_longer_needs(
 def test_candidates_carry_attribution_and_the_download_location(config: UnsplashConfig, http: HttpClient) -> None:
     candidate = discover(config, http, days_ago(1, 10), ["coffee"], limit=1)[0]
     photo = next(photo for photo in LIBRARY.photos if photo_id(photo.number) == candidate.source_id)
-    assert candidate.source == SOURCE and candidate.license == LICENSE
+    assert candidate.source == SOURCE and candidate.license == UNSPLASH
     assert candidate.author == photo.author_name
     assert candidate.author_url.endswith(f"/unsplash/@{photo.author_username}")
     assert candidate.page_url.endswith(f"/unsplash/photos/{candidate.source_id}")
@@ -143,7 +145,7 @@ def test_stored_photos_are_attributed_and_each_download_triggered_once(
     changed = {key for key, count in after["downloads"].items() if count != before["downloads"].get(key, 0)}
     assert changed == ids
     assert all(after["downloads"][key] == before["downloads"].get(key, 0) + 1 for key in ids)
-    assert catalog.count(Sighting, source=SOURCE, license=LICENSE) == 3
+    assert catalog.count(Sighting, source=SOURCE, license=UNSPLASH) == 3
     for candidate in candidates:
         assert catalog.count(Sighting, source_id=candidate.source_id, author=candidate.author) == 1
 
@@ -215,6 +217,42 @@ def test_a_spent_budget_makes_the_source_unavailable_and_says_when_to_retry(
         discover(config, http, days_ago(1, 2), ["cat"], limit=1)
 
 
+def test_a_spent_budget_answered_with_429_is_the_same_rate_limit(
+    config: UnsplashConfig, http: HttpClient, admin: str
+) -> None:
+    """Unsplash's maintainers say a rate-limited key gets 429 (users see 403 Rate Limit Exceeded): either way
+    the source is unavailable until the next hour, not a photo's failure to retry forever."""
+    requests.post(f"{admin}/config", json={"hourly_limit": 0, "refusal_status": 429}, timeout=5).raise_for_status()
+    with pytest.raises(SourceUnavailable, match=r"HTTP 429 Rate Limit Exceeded.* retry after"):
+        discover(config, http, days_ago(1, 2), ["cat"], limit=1)
+
+
+def test_a_real_search_answer_becomes_attributed_candidates(tmp_path: Path) -> None:
+    """`GET /search/photos?query=blue` as Unsplash answered it in 2019, headers included (pyunsplash's
+    test resource, see tests/captures/unsplash/README.md), replayed through the connector."""
+    captured = json.loads(capture("unsplash/search_photos_query_blue.pyunsplash.json"))
+    headers = {name: value for name, value in captured["headers"].items() if name.lower().startswith("x-ratelimit")}
+
+    def answer(path: str, query: dict[str, str]) -> Answer:
+        body = captured["body"] if query.get("page") == "1" else {**captured["body"], "results": []}
+        return Answer(json.dumps(body).encode(), headers=headers)
+
+    with replaying(answer) as base:
+        config = UnsplashConfig(api_url=base, access_key=UNSPLASH_ACCESS_KEY)
+        http = client(config, Settings(home=tmp_path, http_allowed_hosts=[base.removeprefix("http://")]))
+        everything = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC))
+        found = discover(config, http, everything, ["blue"], limit=100)
+
+    results = captured["body"]["results"]
+    assert [candidate.source_id for candidate in found] == [photo["id"] for photo in results]
+    for candidate, photo in zip(found, results, strict=True):
+        assert candidate.url.startswith(photo["urls"]["raw"].split("?")[0]) and "w=" in candidate.url
+        assert (candidate.page_url, candidate.author_url) == (photo["links"]["html"], photo["user"]["links"]["html"])
+        assert candidate.author == photo["user"]["name"]
+        assert candidate.extra["download_location"] == photo["links"]["download_location"]
+        assert (candidate.license, candidate.license_text) == ("Unsplash", "Unsplash License")
+
+
 def test_the_website_instead_of_the_api_makes_the_source_unavailable(sandbox_url: str, http: HttpClient) -> None:
     """A connection whose host names unsplash.com, not api.unsplash.com, gets HTML pages back."""
     config = UnsplashConfig(api_url=f"{sandbox_url}/unsplash", access_key=UNSPLASH_ACCESS_KEY)
@@ -229,7 +267,7 @@ def test_dataset_tsv_from_a_url_or_a_file_needs_no_download_trigger(
     url = f"{sandbox_url}/unsplash/dataset/photos.tsv000"
     found = discover_dataset_tsv(http, url, window, limit=100)
     assert sorted(candidate.source_id for candidate in found) == sorted(expected_ids(window, "color"))
-    assert found[0].license == LICENSE and found[0].author and found[0].extra == {}
+    assert found[0].license == UNSPLASH and found[0].author and found[0].extra == {}
     assert found[0].author_url.startswith(f"{sandbox_url}/unsplash/@")
 
     local = tmp_path / "photos.tsv000"
