@@ -67,7 +67,8 @@ DATASET = "image-colorization"
 DATASET_REF = f"{OWNER}/{DATASET}"
 DATASET_ID = 421585
 TITLE = "Image Colorization Dataset"
-LICENSE = "CC0-1.0"
+LICENSE = "CC0-1.0"  # the code metadata names it by (`licenses[].name`)
+LICENSE_NAME = "CC0: Public Domain"  # how Kaggle displays that code (`licenseName`, the dataset page)
 L_FILE = "l/gray_scale.npy"
 AB_FILES = ("ab/ab/ab1.npy", "ab/ab/ab2.npy", "ab/ab/ab3.npy")
 SAMPLES_PER_AB_FILE = 16
@@ -397,7 +398,7 @@ def create_router(library: PhotoLibrary) -> APIRouter:
                 "lastUpdated": (CREATED + timedelta(days=version - 1)).isoformat(),
                 "currentVersionNumber": version,
                 "isPrivate": False,
-                "licenseName": LICENSE,
+                "licenseName": LICENSE_NAME,
                 "licenses": [{"name": LICENSE}],
                 "files": [listed(request, item) for item in files],
                 "versions": [{"versionNumber": version, "creationDate": CREATED.isoformat()}],
@@ -443,7 +444,7 @@ def create_router(library: PhotoLibrary) -> APIRouter:
         files = "".join(f"<li>{html.escape(name)}</li>" for name in service.files())
         return HTMLResponse(
             f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{TITLE}</title></head>'
-            f"<body><h1>{TITLE}</h1><p>by {OWNER}</p><p>License: {LICENSE}</p><ul>{files}</ul></body></html>"
+            f"<body><h1>{TITLE}</h1><p>by {OWNER}</p><p>License: {LICENSE_NAME}</p><ul>{files}</ul></body></html>"
         )
 
     @router.post("/_admin/reset", status_code=204, name="kaggle_admin_reset")

@@ -23,10 +23,11 @@ from sqlalchemy import func, select
 from embedded import services
 from embedded.airflow_api import AirflowClient
 from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
-from pipelines.licenses import FLICKR_ALLOWED_LICENSES
+from pipelines.licenses import DEFAULT_ALLOWED, from_url
 from pipelines.settings import Settings
+from pipelines.sources.flickr import SIZE_LADDER
 from pipelines.storage import open_store
-from sandbox.flickr import FlickrCatalogue
+from sandbox.flickr import LICENSES, URL_EXTRAS, FlickrCatalogue
 from sandbox.library import PhotoLibrary
 from tests.drills.audit import TASK_TITLE, audit_after_fault
 from tests.stacks import private_stack_settings
@@ -87,13 +88,16 @@ class TaskMemory:
 
 
 def photos_in_window(start: datetime, end: datetime) -> set[str]:
-    """The Flickr ids of the photos the backfill should collect: tagged, under an allowed license, in time."""
+    """The Flickr ids of the photos the backfill should collect: tagged, under an allowed license, in time,
+    with a size the search lists."""
+    catalogue = FlickrCatalogue(PhotoLibrary())
     return {
         photo.id
-        for photo in FlickrCatalogue(PhotoLibrary()).photos
+        for photo in catalogue.photos
         if start.timestamp() <= photo.uploaded_at < end.timestamp()
         and TAG in photo.tags
-        and photo.license in FLICKR_ALLOWED_LICENSES
+        and from_url(LICENSES[photo.license][1]) in DEFAULT_ALLOWED
+        and any(catalogue.has_size(photo, URL_EXTRAS[size]) for size in SIZE_LADDER)
     }
 
 

@@ -91,9 +91,9 @@ def test_metadata_and_view_name_the_license(base: str) -> None:
     assert info["licenses"] == [{"name": kaggle.LICENSE}]
     assert (info["ownerUser"], info["datasetSlug"]) == (kaggle.OWNER, kaggle.DATASET)
     view = api(base, f"datasets/view/{kaggle.DATASET_REF}").json()
-    assert view["licenseName"] == kaggle.LICENSE and view["ref"] == kaggle.DATASET_REF
+    assert view["licenseName"] == kaggle.LICENSE_NAME and view["ref"] == kaggle.DATASET_REF
     page = requests.get(view["url"], timeout=10)
-    assert page.status_code == 200 and kaggle.LICENSE in page.text
+    assert page.status_code == 200 and kaggle.LICENSE_NAME in page.text
 
 
 def test_download_redirects_to_a_signed_url_serving_the_arrays(base: str, library: PhotoLibrary) -> None:
