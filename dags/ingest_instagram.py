@@ -3,12 +3,14 @@
 
 Collects color photos posted under hashtags in the run's data interval. The default mode is the official
 Instagram Graph API hashtag search (hashtag ids cached in the lake, the 30-unique-hashtags-per-7-days
-budget respected). The `browser` mode renders and scrolls the hashtag pages in headless Chromium with
-the operator's session cookie and parses them with BeautifulSoup; it honours robots.txt unless the
-connection records the operator's permission (`robots_permission`), and a login wall fails the run.
+budget respected); every image of an album (CAROUSEL_ALBUM) is stored as its own photo. The `browser` mode
+renders and scrolls the hashtag pages in headless Chromium with the operator's session cookie: post links
+come from the grid, and time, owner and full-size URL from the JSON the page itself loads (read from the
+browser's network events), or from the post's own page. It honours robots.txt unless the connection
+records the operator's permission (`robots_permission`), and a login wall fails the run.
 
 Connection `instagram_default`: host = Graph API base URL, password = access token, extra = `user_id`,
-and for browser mode `web_url`, `session_cookie`, `robots_permission`. Emits `raw_images`.
+and for browser mode `web_url`, `session_token`, `robots_permission`. Emits `raw_images`.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ class HeadlessChromium:
     """A Chromium session with a throwaway profile that is removed afterwards; `with` gives the WebDriver.
 
     `user_agent` None keeps Chromium's own; a crawler passes the user agent robots.txt was checked for.
+    `performance_log` records the DevTools network events (`driver.get_log("performance")`), so a caller can
+    see the responses a page fetched and read their bodies with `Network.getResponseBody`.
     """
 
     def __init__(
@@ -55,10 +57,12 @@ class HeadlessChromium:
         binary: str = CHROMIUM_BINARY,
         driver_path: str = CHROMEDRIVER,
         page_load_timeout_s: float = PAGE_LOAD_TIMEOUT_S,
+        performance_log: bool = False,
     ) -> None:
         self.user_agent, self.window_size = user_agent, window_size
         self.binary, self.driver_path = binary, driver_path
         self.page_load_timeout_s = page_load_timeout_s
+        self.performance_log = performance_log
 
     def __enter__(self) -> WebDriver:
         from selenium import webdriver
@@ -75,6 +79,9 @@ class HeadlessChromium:
             options.add_argument(flag)
         if self.user_agent:
             options.add_argument(f"--user-agent={self.user_agent}")
+        if self.performance_log:
+            options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+            options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": False})
         try:
             self.driver = webdriver.Chrome(service=Service(self.driver_path), options=options)
         except WebDriverException as error:
