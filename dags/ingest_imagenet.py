@@ -3,7 +3,8 @@
 
 Takes a slice of ImageNet: an Imagenette archive (`imagenette2-160`, a .tgz of `{train,val}/<wnid>/*.JPEG`)
 or the ILSVRC2012 tars (a train tar of per-class tars, a flat val tar). The archive is downloaded with
-HTTP Range resume into a fixed work folder and its published md5 verified before anything is registered;
+HTTP Range resume into a fixed work folder and verified before anything is registered, against the md5
+pinned in the connection or else the published archive's (torchvision's);
 members are read as a stream, never unpacked to disk, and every member path is checked (links, devices,
 `..` and absolute paths refuse the archive). CMYK JPEGs and PNGs named `.JPEG` are kept byte for byte.
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 from embedded import postgres
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 BIN = Path(sys.executable).parent
 AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
 AIRFLOW_DATABASE = "airflow"
+SANDBOX_DUMP_MD5 = Path("sandbox") / "dump-md5.json"  # under the stack's home
 
 
 def supervisor(settings: StackSettings) -> Supervisor:
@@ -72,10 +74,13 @@ def sandbox_connections(settings: StackSettings) -> dict[str, str]:
 
     Production defines the same connection ids with the real hosts and keys; nothing else changes. The
     Instagram connection records the operator's permission to crawl, which is ours to give for the sandbox.
+    The dump connections pin the md5s of the stand-ins' archives, as an operator pins a mirror's: they are
+    not the published archives whose md5s the connectors know.
     """
     if not settings.sandbox:
         return {}
     base = settings.sandbox_url
+    dump_md5s = _sandbox_dump_md5s(settings)
     connections = {
         "unsplash_default": {
             "conn_type": "http",
@@ -87,8 +92,8 @@ def sandbox_connections(settings: StackSettings) -> dict[str, str]:
             "host": f"{base}/flickr/services/rest/",
             "password": credentials.FLICKR_API_KEY,
         },
-        "imagenet_default": {"conn_type": "http", "host": f"{base}/imagenet"},
-        "coco_default": {"conn_type": "http", "host": f"{base}/coco"},
+        "imagenet_default": {"conn_type": "http", "host": f"{base}/imagenet", "extra": {"md5": dump_md5s["imagenet"]}},
+        "coco_default": {"conn_type": "http", "host": f"{base}/coco", "extra": {"md5": dump_md5s["coco"]}},
         "kaggle_default": {
             "conn_type": "http",
             "host": f"{base}/kaggle/api/v1",
@@ -108,6 +113,29 @@ def sandbox_connections(settings: StackSettings) -> dict[str, str]:
         },
     }
     return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()}
+
+
+def _sandbox_dump_md5s(settings: StackSettings, refresh: bool = False) -> dict[str, dict[str, str]]:
+    """The md5s of the sandbox's dump archives, by source and file name, kept in the stack's home: building the
+    archives takes seconds and `airflow_env` runs for every Airflow command, so `up` computes them (afresh, in
+    case the stand-ins changed) and everything else reads them back, computing them only when missing."""
+    path = settings.home / SANDBOX_DUMP_MD5
+    if refresh or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.part")
+        part.write_text(json.dumps(_stand_in_dump_md5s(), indent=2))
+        os.replace(part, path)
+    return json.loads(path.read_text())
+
+
+@cache
+def _stand_in_dump_md5s() -> dict[str, dict[str, str]]:
+    # Once per process: the bytes are fixed by the stand-ins' code. Imported here, as only this needs them.
+    from sandbox import coco, imagenet
+    from sandbox.library import PhotoLibrary
+
+    library = PhotoLibrary()
+    return {"imagenet": imagenet.archive_md5s(library), "coco": coco.archive_md5s(library)}
 
 
 def airflow_env(settings: StackSettings) -> dict[str, str]:
@@ -230,6 +258,8 @@ POOLS = (("gpu", 1, "GPU training nodes: one training task per slot"),)
 def up(settings: StackSettings) -> None:
     """Prepare the databases and start every service that is not already running; idempotent."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    if settings.sandbox:
+        _sandbox_dump_md5s(settings, refresh=True)
     open_catalog(settings)
     keeper = supervisor(settings)
     postgres.prepare_cluster(postgres.cluster_folder(settings.home / "postgres"))

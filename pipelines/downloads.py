@@ -1,7 +1,7 @@
 """Download large files (dataset dumps of many GiB) so that no byte is fetched twice and no bad byte is kept.
 
     result = download(http, "https://host/ILSVRC2012_img_val.tar", work / "ILSVRC2012_img_val.tar",
-                      checksum=parse_checksum_file(md5sums_text, "ILSVRC2012_img_val.tar"))
+                      checksum="29b22e2961454d5413ddabcf34fc5622")
 
 - The bytes go to `<target>.part`, a path fixed by `target`, so a task killed mid-download and retried (or
   a connection cut mid-stream) continues with `Range: bytes=<size of .part>-` instead of from zero.
@@ -9,7 +9,7 @@
   `If-Range`: if the file changed on the server, it answers with the whole new file, and the download starts
   over instead of splicing two versions. A server that ignores `Range` (200 to a ranged request) is
   handled the same way.
-- A complete file is checked against the published checksum before it is renamed into place (atomically),
+- A complete file is checked against the expected checksum before it is renamed into place (atomically),
   so `target` exists only when it is whole and verified; a mismatch deletes the bytes.
 - When `target` already exists and verifies, nothing is requested: reruns are free.
 
@@ -40,9 +40,6 @@ PROGRESS_STEP = 0.10  # log every tenth of a download of known size
 PROGRESS_BYTES_UNKNOWN_SIZE = 256 * 1024 * 1024  # without a length, log every this many bytes
 MAX_RESUME_BACKOFF_S = 30.0
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-_CHECKSUM_LINE = re.compile(r"^(?P<digest>[0-9a-fA-F]{32,128}) [ *](?P<name>.+)$")
-_BSD_CHECKSUM_LINE = re.compile(r"^[A-Za-z0-9-]+ \((?P<name>.+)\) = (?P<digest>[0-9a-fA-F]{32,128})$")
-_BARE_DIGEST = re.compile(r"^[0-9a-fA-F]{32,128}$")
 # How a stream breaks when the connection is cut or the body ends early: each is resumed, not fatal.
 _CUT_SHORT = (
     requests.exceptions.ChunkedEncodingError,
@@ -54,7 +51,7 @@ _CUT_SHORT = (
 
 
 class ChecksumMismatch(RuntimeError):
-    """The downloaded bytes are not the published ones; they have been deleted."""
+    """The downloaded bytes are not the ones the checksum stands for; they have been deleted."""
 
     def __init__(self, url: str, algorithm: str, expected: str, actual: str) -> None:
         super().__init__(
@@ -280,27 +277,3 @@ def _normalized_checksum(checksum: str | None, algorithm: str) -> str | None:
     if not re.fullmatch(rf"[0-9a-f]{{{length}}}", normalized):
         raise ValueError(f"{checksum!r} is not a {algorithm} digest ({length} hex digits)")
     return normalized
-
-
-def parse_checksum_file(text: str, filename: str) -> str:
-    """The digest for `filename` in a published checksum file: md5sum/sha256sum lines (`<hex>  <name>`, or
-    `<hex> *<name>` for binary mode), BSD lines (`MD5 (<name>) = <hex>`), or a file holding only a digest.
-
-    Names match exactly or by their last path component (`./train.tar` or `2012/train.tar` for `train.tar`).
-    """
-    stripped = text.strip()
-    if _BARE_DIGEST.fullmatch(stripped):
-        return stripped.lower()
-    listed: dict[str, str] = {}
-    for line in stripped.splitlines():
-        line = line.strip()
-        match = _CHECKSUM_LINE.match(line) or _BSD_CHECKSUM_LINE.match(line)
-        if match:
-            listed.setdefault(match.group("name"), match.group("digest").lower())
-    if filename in listed:
-        return listed[filename]
-    for name, digest in listed.items():
-        if name.rsplit("/", 1)[-1] == filename:
-            return digest
-    named = ", ".join(sorted(listed)[:10]) or "no names"
-    raise ValueError(f"no checksum for {filename!r} in the checksum file (it lists {named})")

@@ -1,11 +1,13 @@
 """COCO dump host: small zips with the layout and annotation schema of the real COCO 2017 downloads.
 
 Under the sandbox host's `/coco` prefix (standing for http://images.cocodataset.org):
-- `zips/val2017.zip` (`val2017/000000xxxxxx.jpg`) and `zips/train2017.zip` (`train2017/...`), each with
-  its `.md5` (md5sum line);
+- `zips/val2017.zip` (`val2017/000000xxxxxx.jpg`) and `zips/train2017.zip` (`train2017/...`);
 - `annotations/annotations_trainval2017.zip` with `annotations/instances_{train,val}2017.json` and
-  `annotations/captions_{train,val}2017.json`, and its `.md5`;
-- `corrupt/<any of the above>`: a broken mirror, one byte flipped in each zip, the true md5s published.
+  `annotations/captions_{train,val}2017.json`;
+- `corrupt/<any of the above>`: a broken mirror, one byte flipped in each zip.
+
+No checksums, as COCO publishes none: a connection to this host pins the zips' md5s (`archive_md5s`), as an
+operator pins COCO's, and against those the broken mirror's zips fail verification.
 
 `instances_*.json` has COCO's keys: `info`, the real eight `licenses` (ids 1 to 8, names and URLs as COCO
 lists them), `images` (`license`, `file_name`, `coco_url`, `height`, `width`, `date_captured`, `flickr_url`,
@@ -15,7 +17,8 @@ COCO holds grayscale photos too.
 
 COCO's images came from Flickr, and so do these: each is a photo of the Flickr stand-in (`sandbox.flickr`),
 and its `flickr_url` names that photo's real id and secret there (in the form
-`http://farm66.staticflickr.com/65535/<flickr id>_<secret>_z.jpg`), so the same photo reached through
+`http://farm66.staticflickr.com/65535/<flickr id>_<secret>_z.jpg`, COCO's 640-pixel size; a library photo
+smaller than that is named at the largest size the Flickr stand-in has), so the same photo reached through
 Flickr and through COCO can be recognized as one. COCO's license ids are Flickr's ids 1 to 8, so only photos
 under one of those licenses are taken, and each keeps its Flickr license. The bytes are COCO's own JPEG
 encoding, not Flickr's, so the two copies have different SHA-256s, as they do for real.
@@ -34,13 +37,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from sandbox.dumps import DumpShelf, add_dump_routes
-from sandbox.flickr import FARM, SERVER, FlickrCatalogue
+from sandbox.flickr import FARM, FlickrCatalogue
 from sandbox.library import PhotoLibrary
 
 PREFIX = "coco"
 
 SPLITS = {"train2017": 40, "val2017": 60}  # images per split
 ANNOTATIONS = "annotations_trainval2017"
+COCO_SIZE = "z"  # the Flickr size COCO downloaded (640 pixels on the longest edge)
 FIRST_PHOTO = 200  # library photos from here on, so COCO holds other photos than the ImageNet dumps
 GRAYSCALE_EVERY = 7
 JPEG_QUALITY = 85  # COCO's own encoding: different bytes from the Flickr stand-in's (quality 88)
@@ -86,8 +90,7 @@ class CocoImage:
     number: int
     license: int
     grayscale: bool
-    flickr_id: str
-    flickr_secret: str
+    flickr_path: str  # the photo on Flickr's static host: /<server>/<id>_<secret>_<size>.jpg
     date_captured: str
 
     @property
@@ -100,7 +103,7 @@ class CocoImage:
 
     @property
     def flickr_url(self) -> str:
-        return f"http://farm{FARM}.staticflickr.com/{SERVER}/{self.flickr_id}_{self.flickr_secret}_z.jpg"
+        return f"http://farm{FARM}.staticflickr.com{self.flickr_path}"
 
     @property
     def coco_url(self) -> str:
@@ -119,7 +122,7 @@ class CocoDumps:
     @cached_property
     def images(self) -> list[CocoImage]:
         """The dump's images, split by split; only photos under a license COCO has (Flickr's 1 to 8)."""
-        flickr = FlickrCatalogue(self.library).photos
+        catalogue = FlickrCatalogue(self.library)
         openly_licensed = [photo for photo in self.library.photos[FIRST_PHOTO:] if 1 <= photo.license_id <= 8]
         images, taken = [], iter(openly_licensed)
         for split, count in SPLITS.items():
@@ -133,8 +136,7 @@ class CocoDumps:
                         number=photo.number,
                         license=photo.license_id,
                         grayscale=len(images) % GRAYSCALE_EVERY == 3,
-                        flickr_id=flickr[photo.number].id,
-                        flickr_secret=flickr[photo.number].secret,
+                        flickr_path=catalogue.static_path_at_most(catalogue.photos[photo.number], COCO_SIZE),
                         date_captured=captured.strftime("%Y-%m-%d %H:%M:%S"),
                     )
                 )
@@ -220,13 +222,14 @@ def zip_bytes(files: list[tuple[str, bytes | None]], compress: bool) -> bytes:
     return buffer.getvalue()
 
 
+def archive_md5s(library: PhotoLibrary) -> dict[str, str]:
+    """The md5 of every zip this stand-in serves, by file name: what a connection to it pins. Builds them all
+    (a few seconds); the bytes do not depend on the library's anchor date."""
+    return CocoDumps(library).shelf.md5s()
+
+
 def create_router(library: PhotoLibrary) -> APIRouter:
     dumps = CocoDumps(library)
     router = APIRouter(tags=["coco"])
-    add_dump_routes(
-        router,
-        dumps.shelf,
-        media_types=dict.fromkeys(dumps.shelf, ZIP_MEDIA_TYPE),
-        checksum_files={f"{path}.md5": [path] for path in dumps.shelf},
-    )
+    add_dump_routes(router, dumps.shelf, media_types=dict.fromkeys(dumps.shelf, ZIP_MEDIA_TYPE))
     return router

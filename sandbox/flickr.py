@@ -228,6 +228,12 @@ class FlickrCatalogue:
         edge, square = SIZES[suffix]
         return square or max(self.native_size(photo.number)) >= edge
 
+    def static_path_at_most(self, photo: FlickrPhoto, suffix: str) -> str:
+        """The photo's static path at size `suffix`, or at the largest smaller size it has."""
+        ladder = [size for size, (_, square) in SIZES.items() if not square]
+        ladder = sorted(ladder[: ladder.index(suffix) + 1], key=lambda size: SIZES[size][0], reverse=True)
+        return static_path(photo, next(size for size in ladder if self.has_size(photo, size)))
+
     def size_of(self, number: int, suffix: str) -> tuple[int, int]:
         """Dimensions of a size as the static host serves it; Flickr never scales a photo up."""
         if suffix == ORIGINAL:

@@ -4,13 +4,15 @@ Under the sandbox host's `/imagenet` prefix (standing for https://s3.amazonaws.c
 Imagenette and the ImageNet download site for ILSVRC2012):
 - `imagenette2-160.tgz`: `imagenette2-160/{train,val}/<wnid>/<name>.JPEG` for the 10 Imagenette classes,
   every image scaled so its short side is 160 pixels as in the real -160 variant, plus the
-  `imagenette2-160/noisy_imagenette.csv` label file the real archive carries. `imagenette2-160.tgz.md5`
-  is its md5sum line.
+  `imagenette2-160/noisy_imagenette.csv` label file the real archive carries.
 - `ILSVRC2012_img_train.tar`: a tar of per-class tars (`n01440764.tar`, ...), each holding
   `n01440764_<n>.JPEG` at the photos' native size; `ILSVRC2012_img_val.tar`: flat
-  `ILSVRC2012_val_00000001.JPEG`, ...; `ILSVRC2012.md5` lists both.
-- `corrupt/<any of the above>`: a broken mirror. Each archive has one byte flipped while the checksum files
-  still publish the true digests, so a client that skips verification would register damaged data.
+  `ILSVRC2012_val_00000001.JPEG`, ...
+- `corrupt/<any of the above>`: a broken mirror. Each archive has one byte flipped, so a client that skips
+  verification would register damaged data.
+
+No checksum files, as neither real host publishes one. These archives are not the published ones, whose md5s
+the connector pins in code (torchvision's), so a connection to this host pins theirs (`archive_md5s`).
 
 Like the real sets, the Imagenette archive and the ILSVRC train tar each hold one CMYK JPEG and one PNG file
 named `.JPEG` (ILSVRC2012's train set has 22 CMYK JPEGs and one PNG, n02105855_2933.JPEG), which a connector
@@ -73,7 +75,6 @@ ILSVRC_TRAIN_PER_CLASS = 5
 ILSVRC_VAL_IMAGES = 20
 ILSVRC_TRAIN = "ILSVRC2012_img_train.tar"
 ILSVRC_VAL = "ILSVRC2012_img_val.tar"
-ILSVRC_CHECKSUMS = "ILSVRC2012.md5"
 # Library photos each archive draws from, so the two sets hold different photos.
 IMAGENETTE_FIRST_PHOTO = 0
 ILSVRC_FIRST_PHOTO = 100
@@ -215,6 +216,12 @@ def _encoding_at(class_index: int, index: int) -> str:
     return {(0, 1): "CMYK", (1, 2): "PNG"}.get((class_index, index), "JPEG")
 
 
+def archive_md5s(library: PhotoLibrary) -> dict[str, str]:
+    """The md5 of every archive this stand-in serves, by file name: what a connection to it pins. Builds them
+    all (a few seconds); the bytes do not depend on the library's anchor date."""
+    return ImageNetDumps(library).shelf.md5s()
+
+
 def create_router(library: PhotoLibrary) -> APIRouter:
     dumps = ImageNetDumps(library)
     router = APIRouter(tags=["imagenet"])
@@ -222,6 +229,5 @@ def create_router(library: PhotoLibrary) -> APIRouter:
         router,
         dumps.shelf,
         media_types={f"{IMAGENETTE}.tgz": TGZ_MEDIA_TYPE, ILSVRC_TRAIN: TAR_MEDIA_TYPE, ILSVRC_VAL: TAR_MEDIA_TYPE},
-        checksum_files={f"{IMAGENETTE}.tgz.md5": [f"{IMAGENETTE}.tgz"], ILSVRC_CHECKSUMS: [ILSVRC_TRAIN, ILSVRC_VAL]},
     )
     return router

@@ -1,9 +1,9 @@
 """COCO 2017: the image zips (`zips/train2017.zip`, `zips/val2017.zip`) with the licenses and Flickr origins
 from `annotations/annotations_trainval2017.zip`, read member by member into the raw zone.
 
-In production the connection's host is http://images.cocodataset.org. COCO publishes no checksum files;
-the sandbox serves `<zip>.md5` beside each zip, and in production the md5s are pinned in the connection
-(extra `{"md5": {"val2017.zip": "...", ...}}`), which takes precedence over a published file.
+In production the connection's host is http://images.cocodataset.org. COCO publishes no checksums, so
+the zips are verified only against md5s pinned in the connection (extra `{"md5": {"val2017.zip": "...",
+...}}`); an unpinned zip is downloaded unverified, and the log names its md5 for the operator to pin.
 
 Each image's sighting carries what COCO says about it in `annotations/instances_<split>.json`:
 - source id: the COCO image id (`397133`), unique across splits;
@@ -37,6 +37,7 @@ from pipelines.archives import ArchiveEntry, iter_zip
 from pipelines.catalog import Catalog, Sighting, SightingRecord
 from pipelines.downloads import DownloadResult
 from pipelines.http import HttpClient, redact_url
+from pipelines.licenses import from_url
 from pipelines.settings import Settings
 from pipelines.sources import dumps
 from pipelines.sources import flickr as flickr_source
@@ -67,7 +68,7 @@ class Annotations:
     """What one split's `instances_<split>.json` says about its images, indexed by zip member name."""
 
     images: dict[str, dict[str, Any]]  # member name (`val2017/000000397133.jpg`) -> image record
-    license_names: dict[int, str]
+    licenses: dict[int, tuple[str | None, str]]  # license id -> (term of the vocabulary, COCO's name)
     categories_by_image: dict[int, set[str]]
     category_names: frozenset[str]
 
@@ -75,10 +76,11 @@ class Annotations:
         """Whether one of the image's annotations has a category in `classes` (None: every image is)."""
         return classes is None or not self.categories_by_image.get(image_id, set()).isdisjoint(classes)
 
-    def license_name(self, license_id: Any) -> str | None:
+    def license(self, license_id: Any) -> tuple[str | None, str | None]:
+        """(term, COCO's words) for an image's `license` id; the term comes from the license's URL."""
         if license_id is None:
-            return None
-        return self.license_names.get(license_id, f"COCO license {license_id}")
+            return None, None
+        return self.licenses.get(license_id, (None, f"COCO license {license_id}"))
 
 
 def client(config: CocoConfig, settings: Settings) -> HttpClient:
@@ -137,13 +139,13 @@ def ingest(
     annotations_label = redact_url(annotations_url)
     # Every zip of the run is downloaded and verified before the first image is registered, and the class
     # names are checked before the image zips (19 GB for train2017) are downloaded.
-    annotations_zip = dumps.fetch_verified(config, http, annotations_url, f"{annotations_url}.md5", work_dir)
+    annotations_zip = dumps.fetch_verified(config, http, annotations_url, work_dir)
     if subset.classes is not None:
         _check_classes(subset.classes, read_annotations(annotations_zip.path, splits[0], annotations_label))
     zips: dict[str, tuple[str, DownloadResult]] = {}
     for split in splits:
         url = config.url(f"zips/{split}.zip")
-        zips[split] = (url, dumps.fetch_verified(config, http, url, f"{url}.md5", work_dir))
+        zips[split] = (url, dumps.fetch_verified(config, http, url, work_dir))
 
     counts: Counter[str] = dumps.download_counts([annotations_zip, *(result for _, result in zips.values())])
     for split, (url, result) in zips.items():
@@ -167,18 +169,20 @@ def _check_classes(classes: tuple[str, ...], index: Annotations) -> None:
 
 def _sighting(index: Annotations, url: str, subset: Subset) -> Callable[[ArchiveEntry], SightingRecord | None]:
     """Sightings of a split zip's members that the annotations describe and that are in the subset's classes:
-    id, license name and Flickr origin as the annotations give them."""
+    id, license (from its URL, with COCO's name) and Flickr origin as the annotations give them."""
 
     def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
         record = index.images.get(member.name)
         if record is None or not index.in_classes(record["id"], subset.classes):
             return None
+        license, license_text = index.license(record.get("license"))
         return SightingRecord(
             source=SOURCE,
             source_id=str(record["id"]),
             url=dumps.member_url(url, member.name),
             page_url=record.get("flickr_url") or None,
-            license=index.license_name(record.get("license")),
+            license=license,
+            license_text=license_text,
         )
 
     return to_sighting
@@ -206,7 +210,7 @@ def read_annotations(path: Path, split: str, label: str | None = None) -> Annota
             by_image.setdefault(annotation["image_id"], set()).add(name)
     return Annotations(
         images={f"{split}/{image['file_name']}": image for image in images},
-        license_names={license["id"]: str(license["name"]) for license in licenses},
+        licenses={license["id"]: (from_url(license.get("url")), str(license["name"])) for license in licenses},
         categories_by_image=by_image,
         category_names=frozenset(category_names.values()),
     )
@@ -223,4 +227,4 @@ def _records(document: Any, key: str, fields: Iterable[str]) -> list[dict[str, A
     return records
 
 
-COCO = Dump(CocoConfig.from_connection, client, SOURCE, ingest, ingest_options)
+CONNECTOR = Dump(CocoConfig.from_connection, client, SOURCE, ingest, ingest_options)

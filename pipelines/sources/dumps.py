@@ -2,10 +2,14 @@
 takes, a work area that survives a retried task, verified downloads, and storing archive members.
 
 A dump connector differs from a web connector: it does not discover photos one by one but downloads one
-large archive, verifies it against its published checksum, and then reads its members in order. So:
+large archive, verifies it, and then reads its members in order. So:
 - Every archive is downloaded, resumably, into the run's work area and verified *before* any member is
   registered. A corrupted archive (or a wrong checksum) fails the run with `ChecksumMismatch` and leaves
   the lake and the catalog exactly as they were.
+- The md5 an archive is verified against is the one pinned in the connection, else the one the connector
+  pins in code for the archive as its publisher made it. No checksum file is ever asked for: the real hosts
+  (s3.amazonaws.com/fast-ai-imageclas, image-net.org, images.cocodataset.org) publish none. An archive with
+  neither is taken unverified, and the log says so with its md5, for the operator to pin.
 - Members are read from the verified archive as a stream (tar) or one by one (zip), never unpacked to
   disk, and each is mapped to a sighting by the connector (`to_sighting`), which returns None for members
   outside the subset or outside the dump's layout.
@@ -27,7 +31,7 @@ from urllib.parse import urlsplit
 
 from pipelines.archives import ArchiveEntry
 from pipelines.catalog import Catalog, SightingRecord
-from pipelines.downloads import DownloadResult, download, parse_checksum_file
+from pipelines.downloads import DownloadResult, download
 from pipelines.http import HttpClient, HttpPolicy, redact_url
 from pipelines.raw_zone import ingest_photo
 from pipelines.settings import Settings
@@ -47,11 +51,13 @@ SOURCE_NAME = re.compile(r"[a-z0-9_-]+")
 class DumpHost:
     """Where a dump's archives are published, and checksums pinned by the operator.
 
-    `checksums` maps an archive's file name to its md5. A pinned md5 is used instead of the published
-    checksum file: for hosts that publish none, or to hold a run to one known version of a dump.
+    `checksums` maps an archive's file name to its md5: pinned in the connection for archives whose md5 the
+    connector does not know (COCO publishes none), or for a mirror's own version of a dump. It takes
+    precedence over `published`, the md5s a connector pins in code for the archives as published.
     """
 
     service: ClassVar[str] = "dump"
+    published: ClassVar[Mapping[str, str]] = {}
     base_url: str
     checksums: Mapping[str, str] = field(default_factory=dict)
 
@@ -78,6 +84,10 @@ class DumpHost:
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    def checksum(self, file_name: str) -> str | None:
+        """The md5 to verify the archive `file_name` against: the connection's pin, else the published one."""
+        return self.checksums.get(file_name) or self.published.get(file_name)
 
 
 @dataclass(frozen=True)
@@ -158,15 +168,6 @@ def client(settings: Settings) -> HttpClient:
     return HttpClient(HttpPolicy(allowed_hosts=frozenset(settings.http_allowed_hosts), read_timeout_s=READ_TIMEOUT_S))
 
 
-def published_checksum(http: HttpClient, checksum_url: str, file_name: str) -> str:
-    """The md5 of `file_name` as the host's checksum file (md5sum lines) publishes it."""
-    fetched = http.request("GET", checksum_url)
-    try:
-        return parse_checksum_file(fetched.content.decode("utf-8", "replace"), file_name)
-    except ValueError as error:
-        raise ValueError(f"{redact_url(checksum_url)}: {error}") from None
-
-
 def archive_file_name(url: str) -> str:
     name = PurePosixPath(urlsplit(url).path).name
     if not name:
@@ -174,17 +175,25 @@ def archive_file_name(url: str) -> str:
     return name
 
 
-def fetch_archive(http: HttpClient, url: str, work_area: Path, checksum: str) -> DownloadResult:
-    """`url` downloaded (or continued, or reused) into `work_area` and verified against `checksum`."""
-    return download(http, url, work_area / archive_file_name(url), checksum=checksum, algorithm="md5")
-
-
-def fetch_verified(host: DumpHost, http: HttpClient, url: str, checksum_url: str, work_area: Path) -> DownloadResult:
-    """`url` downloaded into `work_area` and verified against the md5 `host` pins for its file name, or else
-    the one the checksum file at `checksum_url` publishes."""
+def fetch_verified(host: DumpHost, http: HttpClient, url: str, work_area: Path) -> DownloadResult:
+    """`url` downloaded (or continued, or reused) into `work_area` and verified against the md5 `host` holds
+    for its file name. Without one it is taken unverified, and the warning names the md5 it has, so the
+    operator can pin it and hold later runs to this version of the archive."""
     file_name = archive_file_name(url)
-    checksum = host.checksums.get(file_name) or published_checksum(http, checksum_url, file_name)
-    return fetch_archive(http, url, work_area, checksum)
+    checksum = host.checksum(file_name)
+    result = download(http, url, work_area / file_name, checksum=checksum, algorithm="md5")
+    if checksum is None:
+        logger.warning(
+            "%s was downloaded unverified: no md5 is pinned for %s. Its md5 is %s; pin it in the %s connection"
+            ' (extra {"md5": {"%s": "%s"}}) to hold later runs to this version',
+            redact_url(url),
+            file_name,
+            result.digest,
+            host.service,
+            file_name,
+            result.digest,
+        )
+    return result
 
 
 def download_counts(results: Iterable[DownloadResult]) -> Counter[str]:

@@ -10,6 +10,8 @@ import pytest
 from embedded.services import airflow_env, sandbox_connections, settings_env
 from embedded.settings import StackSettings
 from pipelines.settings import Settings
+from sandbox import coco, imagenet
+from sandbox.library import PhotoLibrary
 
 
 def test_settings_survive_the_trip_through_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,7 +19,7 @@ def test_settings_survive_the_trip_through_the_environment(tmp_path: Path, monke
         home=tmp_path,
         sandbox_port=18790,
         http_allowed_hosts=["photos.example:443"],
-        quality={"license_allow_list": ["CC0 1.0"], "batch_limit": 7},
+        quality={"license_allow_list": ["CC0-1.0"], "batch_limit": 7},
     )
     for name, value in settings_env(original).items():
         monkeypatch.setenv(name, value)
@@ -45,6 +47,23 @@ def test_sandbox_connections_point_every_source_at_the_sandbox(tmp_path: Path) -
     }
     assert all(fields["host"].startswith("http://127.0.0.1:18790/") for fields in connections.values())
     assert sandbox_connections(StackSettings(home=tmp_path, sandbox=False)) == {}
+
+
+def test_the_dump_connections_pin_the_stand_ins_md5s_kept_in_the_home(tmp_path: Path) -> None:
+    """The stand-ins' archives are not the published ones, so their md5s are pinned as an operator pins a
+    mirror's; built once into the stack's home (`airflow_env` runs for every Airflow command) and read back."""
+    settings = StackSettings(home=tmp_path, sandbox_port=18790)
+    library = PhotoLibrary()
+    expected = {"imagenet": imagenet.archive_md5s(library), "coco": coco.archive_md5s(library)}
+    connections = {name: json.loads(value) for name, value in sandbox_connections(settings).items()}
+    assert connections["AIRFLOW_CONN_IMAGENET_DEFAULT"]["extra"] == {"md5": expected["imagenet"]}
+    assert connections["AIRFLOW_CONN_COCO_DEFAULT"]["extra"] == {"md5": expected["coco"]}
+
+    kept = tmp_path / "sandbox" / "dump-md5.json"
+    assert json.loads(kept.read_text()) == expected
+    kept.write_text(json.dumps({**expected, "coco": {"val2017.zip": "0" * 32}}))
+    again = json.loads(sandbox_connections(settings)["AIRFLOW_CONN_COCO_DEFAULT"])
+    assert again["extra"] == {"md5": {"val2017.zip": "0" * 32}}  # read back, not built again
 
 
 def test_airflow_listens_on_loopback_with_a_fixed_login(tmp_path: Path) -> None:

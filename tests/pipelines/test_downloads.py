@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from pipelines.downloads import ChecksumMismatch, download, parse_checksum_file
+from pipelines.downloads import ChecksumMismatch, download
 from pipelines.http import HttpClient, HttpError, HttpPolicy, IncompleteBody, host_key
+from sandbox.files import generate_blob
 
 SIZE = 3 * 1024 * 1024 + 12345  # a few MiB, not a multiple of any chunk size
 
@@ -35,9 +36,9 @@ def blob_url(files: str, seed: int, *, size: int = SIZE, **extra: str) -> str:
     return f"{files}/blob/{size}.bin?{query}"
 
 
-def published_md5(files: str, seed: int) -> str:
-    text = requests.get(f"{files}/blob/{SIZE}.bin.md5", params={"seed": seed}, timeout=10).text
-    return parse_checksum_file(text, f"{SIZE}.bin")
+def blob_md5(seed: int) -> str:
+    """The md5 of the blob the host serves for `seed`, known without asking it (as a pinned md5 is)."""
+    return hashlib.md5(generate_blob(SIZE, seed)).hexdigest()
 
 
 def blob_bytes(files: str, seed: int) -> bytes:
@@ -58,7 +59,7 @@ def test_a_whole_download_is_verified_and_renamed_into_place(
     client: HttpClient, files: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     target = tmp_path / "dump" / "blob.bin"
-    md5 = published_md5(files, seed=101)
+    md5 = blob_md5(seed=101)
     with caplog.at_level(logging.INFO, logger="pipelines.downloads"):
         result = download(client, blob_url(files, 101), target, checksum=md5)
     assert (result.path, result.size, result.digest, result.resumed_from, result.reused) == (
@@ -76,7 +77,7 @@ def test_a_whole_download_is_verified_and_renamed_into_place(
 def test_a_cut_connection_resumes_with_ranges_and_verifies(
     client: HttpClient, files: str, tmp_path: Path, faults
 ) -> None:
-    md5 = published_md5(files, seed=102)
+    md5 = blob_md5(seed=102)
     faults(path_prefix="/files/blob/", kind="truncate", times=3)
     result = download(client, blob_url(files, 102), tmp_path / "blob.bin", checksum=md5)
     assert result.digest == md5 and result.size == SIZE
@@ -128,7 +129,7 @@ def test_a_file_changed_on_the_server_starts_over_instead_of_splicing(
     target = tmp_path / "blob.bin"
     target.with_name("blob.bin.part").write_bytes(b"old version " * (SIZE // 30))
     target.with_name("blob.bin.part.etag").write_text('"0123456789abcdef0123456789abcdef"\n')
-    md5 = published_md5(files, seed=104)
+    md5 = blob_md5(seed=104)
     result = download(client, blob_url(files, 104), target, checksum=md5)
     assert (result.digest, result.resumed_from) == (md5, 0)
     last = served(files, 104)[-1]
@@ -158,13 +159,13 @@ def test_a_wrong_checksum_leaves_nothing(client: HttpClient, files: str, tmp_pat
     wrong = "0" * 32
     with pytest.raises(ChecksumMismatch, match=f"{wrong} was expected") as raised:
         download(client, blob_url(files, 106), target, checksum=wrong)
-    assert raised.value.expected == wrong and raised.value.actual == published_md5(files, seed=106)
+    assert raised.value.expected == wrong and raised.value.actual == blob_md5(seed=106)
     assert leftovers(target) == []
 
 
 def test_a_rerun_with_the_target_present_makes_no_request(client: HttpClient, files: str, tmp_path: Path) -> None:
     target = tmp_path / "blob.bin"
-    md5 = published_md5(files, seed=107)
+    md5 = blob_md5(seed=107)
     first = download(client, blob_url(files, 107), target, checksum=md5)
     before = requests.get(f"{files}/_admin/stats", timeout=10).json()["requests"]
     for checksum in (md5, None):
@@ -180,7 +181,7 @@ def test_a_rerun_with_the_target_present_makes_no_request(client: HttpClient, fi
 
 
 def test_a_429_on_the_first_request_is_waited_out(client: HttpClient, files: str, tmp_path: Path, faults) -> None:
-    md5 = published_md5(files, seed=108)
+    md5 = blob_md5(seed=108)
     faults(path_prefix=f"/files/blob/{SIZE}.bin", kind="429", times=1, retry_after=1)
     started = time.monotonic()
     result = download(client, blob_url(files, 108), tmp_path / "blob.bin", checksum=md5)
@@ -191,7 +192,7 @@ def test_a_429_on_the_first_request_is_waited_out(client: HttpClient, files: str
 def test_giving_up_keeps_the_part_for_the_next_try(
     client: HttpClient, files: str, sandbox_url: str, tmp_path: Path, faults
 ) -> None:
-    md5 = published_md5(files, seed=109)
+    md5 = blob_md5(seed=109)
     target = tmp_path / "blob.bin"
     faults(path_prefix="/files/blob/", kind="truncate", times=50)
     with pytest.raises(IncompleteBody, match="incomplete after 2 resumes"):
@@ -233,27 +234,3 @@ def test_stream_leaves_the_body_to_the_caller(client: HttpClient, files: str) ->
     ):
         pass
     assert raised.value.status == 206
-
-
-MD5 = "d41d8cd98f00b204e9800998ecf8427e"
-SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-
-@pytest.mark.parametrize(
-    ("text", "filename", "digest"),
-    [
-        (f"{MD5}  train.tar\n{'1' * 32}  val.tar\n", "train.tar", MD5),
-        (f"{'1' * 32}  val.tar\n{MD5} *train.tar\n", "train.tar", MD5),
-        (f"# checksums\n\n{SHA256}  ./2012/train.tar\n", "train.tar", SHA256),
-        (f"MD5 (train.tar) = {MD5.upper()}\n", "train.tar", MD5),
-        (f"{MD5}\n", "anything.tar", MD5),
-        (f"{'1' * 32}  other/train.tar\n{MD5}  train.tar\n", "train.tar", MD5),
-    ],
-)
-def test_parse_checksum_file(text: str, filename: str, digest: str) -> None:
-    assert parse_checksum_file(text, filename) == digest
-
-
-def test_parse_checksum_file_names_what_it_lists_when_the_file_is_absent() -> None:
-    with pytest.raises(ValueError, match=r"no checksum for 'test\.tar'.*train\.tar, val\.tar"):
-        parse_checksum_file(f"{MD5}  val.tar\n{MD5}  train.tar\n", "test.tar")

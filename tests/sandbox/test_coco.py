@@ -1,6 +1,7 @@
 """The COCO dump host serves zips with the real COCO 2017 layout, annotation files with COCO's schema and its
 eight licenses, grayscale photos among color ones, Flickr origins that the Flickr stand-in really serves,
-md5sums, HTTP ranges and a broken mirror. Requests go to a real sandbox process.
+HTTP ranges and a broken mirror, and no checksum files (COCO publishes none). Requests go to a real sandbox
+process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from sandbox.coco import SPLITS
+from sandbox.coco import SPLITS, archive_md5s
 from sandbox.flickr import FlickrCatalogue
 from sandbox.library import PhotoLibrary
 from tests.captures.coco import COCO_LICENSES
@@ -74,26 +75,29 @@ def test_some_photos_are_grayscale(zips: dict[str, bytes]) -> None:
 
 
 def test_flickr_urls_name_photos_the_flickr_stand_in_serves(sandbox_url: str, zips: dict[str, bytes]) -> None:
-    """Each COCO photo is a Flickr stand-in photo: its flickr_url's id and secret fetch that photo there."""
-    flickr = FlickrCatalogue(PhotoLibrary()).by_id
-    for image in instances(zips, "val2017")["images"][:5]:
+    """Each COCO photo is a Flickr stand-in photo: its flickr_url's id and secret fetch that photo there, at
+    COCO's 640-pixel size (`_z`) where Flickr has it."""
+    catalogue = FlickrCatalogue(PhotoLibrary())
+    for image in instances(zips, "val2017")["images"][:20]:
         parsed = urlsplit(image["flickr_url"])
         assert parsed.scheme == "http" and parsed.hostname.endswith(".staticflickr.com")
         server, name = parsed.path.strip("/").split("/")
-        photo_id = name.split("_")[0]
-        assert photo_id in flickr and flickr[photo_id].license == image["license"]
+        photo_id, _secret, *suffix = name.removesuffix(".jpg").split("_")
+        photo = catalogue.by_id[photo_id]
+        assert photo.license == image["license"]
+        assert suffix == ["z"] or not catalogue.has_size(photo, "z")
         served = requests.get(f"{sandbox_url}/flickr/live/{server}/{name}", timeout=30)
         assert served.status_code == 200 and served.url.endswith(name)  # not redirected to the placeholder
-        assert Image.open(io.BytesIO(served.content)).size == (image["width"], image["height"])
+        assert Image.open(io.BytesIO(served.content)).size == catalogue.size_of(photo.number, (suffix or [""])[0])
 
 
-def test_checksums_ranges_and_broken_mirror(sandbox_url: str, zips: dict[str, bytes]) -> None:
+def test_no_checksums_ranges_and_broken_mirror(sandbox_url: str, zips: dict[str, bytes], library: PhotoLibrary) -> None:
+    pins = archive_md5s(library)
+    assert pins == {path.rsplit("/", 1)[-1]: hashlib.md5(data).hexdigest() for path, data in zips.items()}
     for path, data in zips.items():
-        listing = requests.get(f"{sandbox_url}/coco/{path}.md5", timeout=30).text
-        assert listing == f"{hashlib.md5(data).hexdigest()}  {path.rsplit('/', 1)[-1]}\n"
-        assert requests.get(f"{sandbox_url}/coco/corrupt/{path}.md5", timeout=30).text == listing
+        assert requests.get(f"{sandbox_url}/coco/{path}.md5", timeout=30).status_code == 404
         broken = requests.get(f"{sandbox_url}/coco/corrupt/{path}", timeout=60).content
-        assert len(broken) == len(data) and hashlib.md5(broken).hexdigest() != hashlib.md5(data).hexdigest()
+        assert len(broken) == len(data) and hashlib.md5(broken).hexdigest() != pins[path.rsplit("/", 1)[-1]]
     url = f"{sandbox_url}/coco/zips/val2017.zip"
     part = requests.get(url, headers={"Range": "bytes=-100"}, timeout=30)
     assert part.status_code == 206 and part.content == zips["zips/val2017.zip"][-100:]

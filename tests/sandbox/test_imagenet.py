@@ -1,6 +1,6 @@
-"""The ImageNet dump host serves archives with the real Imagenette and ILSVRC2012 layouts, their md5sums,
-the CMYK and PNG oddities of the real sets, HTTP ranges, and a broken mirror. Requests go to a real sandbox
-process.
+"""The ImageNet dump host serves archives with the real Imagenette and ILSVRC2012 layouts, the CMYK and PNG
+oddities of the real sets, HTTP ranges and a broken mirror, and no checksum files (the real hosts publish
+none). Requests go to a real sandbox process.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from sandbox.imagenet import (
     IMAGENETTE_TRAIN_PER_CLASS,
     IMAGENETTE_VAL_PER_CLASS,
     IMAGENETTE_WNIDS,
+    archive_md5s,
 )
+from sandbox.library import PhotoLibrary
 
 ARCHIVES = ("imagenette2-160.tgz", "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
@@ -41,10 +43,6 @@ def files_of(data: bytes) -> dict[str, bytes]:
     """The regular files of a tar or tgz, by name."""
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         return {info.name: archive.extractfile(info).read() for info in archive.getmembers() if info.isfile()}
-
-
-def md5sums(text: str) -> dict[str, str]:
-    return {name: digest for digest, name in (line.split("  ", 1) for line in text.splitlines())}
 
 
 def test_imagenette_layout_and_short_side(archives: dict[str, bytes]) -> None:
@@ -88,11 +86,13 @@ def test_one_cmyk_jpeg_and_one_png_named_jpeg(archives: dict[str, bytes], archiv
     assert sorted(odd.values()) == [("JPEG", "CMYK"), ("PNG", "RGB")]
 
 
-def test_checksum_files_list_the_served_bytes(sandbox_url: str, archives: dict[str, bytes]) -> None:
-    imagenette = requests.get(f"{sandbox_url}/imagenet/imagenette2-160.tgz.md5", timeout=30)
-    assert md5sums(imagenette.text) == {"imagenette2-160.tgz": hashlib.md5(archives["imagenette2-160.tgz"]).hexdigest()}
-    ilsvrc = md5sums(requests.get(f"{sandbox_url}/imagenet/ILSVRC2012.md5", timeout=30).text)
-    assert ilsvrc == {name: hashlib.md5(archives[name]).hexdigest() for name in ARCHIVES[1:]}
+def test_no_checksum_files_but_the_md5s_to_pin_are_those_of_the_served_bytes(
+    sandbox_url: str, archives: dict[str, bytes], library: PhotoLibrary
+) -> None:
+    """Neither real host publishes a checksum file, so neither does the stand-in; a connection pins its md5s."""
+    for path in ("imagenette2-160.tgz.md5", "ILSVRC2012.md5", "corrupt/imagenette2-160.tgz.md5"):
+        assert requests.get(f"{sandbox_url}/imagenet/{path}", timeout=30).status_code == 404
+    assert archive_md5s(library) == {name: hashlib.md5(data).hexdigest() for name, data in archives.items()}
 
 
 def test_ranges_head_and_validators(sandbox_url: str, archives: dict[str, bytes]) -> None:
@@ -110,11 +110,8 @@ def test_ranges_head_and_validators(sandbox_url: str, archives: dict[str, bytes]
     assert beyond.status_code == 416
 
 
-def test_broken_mirror_flips_a_byte_but_publishes_the_true_md5(sandbox_url: str, archives: dict[str, bytes]) -> None:
+def test_broken_mirror_flips_a_byte(sandbox_url: str, archives: dict[str, bytes]) -> None:
     for name in ARCHIVES:
         broken = requests.get(f"{sandbox_url}/imagenet/corrupt/{name}", timeout=60).content
         assert len(broken) == len(archives[name]) and broken != archives[name]
         assert sum(a != b for a, b in zip(broken, archives[name], strict=True)) == 1
-    for listing in ("imagenette2-160.tgz.md5", "ILSVRC2012.md5"):
-        true = requests.get(f"{sandbox_url}/imagenet/{listing}", timeout=30).text
-        assert requests.get(f"{sandbox_url}/imagenet/corrupt/{listing}", timeout=30).text == true

@@ -1,7 +1,8 @@
-"""The COCO connector against the sandbox dump host over real HTTP: images stored with their license names and
+"""The COCO connector against the sandbox dump host over real HTTP: images stored with their licenses and
 Flickr origins, subsets and `max_images`, reruns that add nothing, a cut download resumed, a corrupted zip
 refused before anything is registered, a zip slip refused, and the same photo from Flickr and COCO
-recognized as one.
+recognized as one. COCO publishes no checksums: the connector never asks for one, verifies the zips whose
+md5s the connection pins, and takes the others unverified with a warning naming their md5s.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
@@ -23,24 +25,42 @@ from sqlalchemy import select
 from pipelines.archives import UnsafeArchive
 from pipelines.catalog import Catalog, Sighting
 from pipelines.catalog import Image as ImageRow
-from pipelines.downloads import ChecksumMismatch, parse_checksum_file
-from pipelines.http import HttpClient
+from pipelines.downloads import ChecksumMismatch
+from pipelines.http import HttpClient, host_key
 from pipelines.settings import Settings
 from pipelines.sources import coco, dumps, flickr
 from pipelines.sources.dumps import Subset
 from pipelines.sources.web import Window, store_candidates
 from pipelines.storage import FileStore
-from sandbox.coco import SPLITS
+from sandbox.coco import SPLITS, archive_md5s
 from sandbox.credentials import FLICKR_API_KEY
 from sandbox.library import PhotoLibrary
 from tests.captures.coco import COCO_LICENSES
+from tests.replay import Answer, capture, replaying
 
 ALL_IMAGES = sum(SPLITS.values())
+# COCO's license ids as terms of `pipelines.licenses`, read from the URL each entry of `licenses` gives.
+COCO_TERMS = {
+    1: "CC-BY-NC-SA-2.0",
+    2: "CC-BY-NC-2.0",
+    3: "CC-BY-NC-ND-2.0",
+    4: "CC-BY-2.0",
+    5: "CC-BY-SA-2.0",
+    6: "CC-BY-ND-2.0",
+    7: "public-domain-mark",
+    8: "public-domain-mark",
+}
 
 
 @pytest.fixture
 def config(sandbox_url: str) -> coco.CocoConfig:
     return coco.CocoConfig(base_url=f"{sandbox_url}/coco")
+
+
+@pytest.fixture(scope="module")
+def stand_in_md5s(library: PhotoLibrary) -> dict[str, str]:
+    """The md5s of the stand-in's zips, by file name, as the embedded stack pins them."""
+    return archive_md5s(library)
 
 
 @pytest.fixture
@@ -99,7 +119,7 @@ def test_ingest_options_from_dag_params() -> None:
     assert coco.ingest_options(params) == {"subset": Subset(splits=("val2017",), classes=("cat",))}
 
 
-def test_images_are_stored_with_license_names_and_flickr_origin_and_a_rerun_adds_nothing(
+def test_images_are_stored_with_licenses_and_flickr_origin_and_a_rerun_adds_nothing(
     ingest, store: FileStore, catalog: Catalog, sandbox_url: str, image_records: dict[str, dict]
 ) -> None:
     counts = ingest()
@@ -109,10 +129,10 @@ def test_images_are_stored_with_license_names_and_flickr_origin_and_a_rerun_adds
     for row in rows:
         record = image_records[row.source_id]
         assert row.url == f"{sandbox_url}/coco/zips/{record['split']}.zip#{record['split']}/{record['file_name']}"
-        assert row.license == COCO_LICENSES[record["license"]]  # the name, mapped from the id
+        assert (row.license, row.license_text) == (COCO_TERMS[record["license"]], COCO_LICENSES[record["license"]])
         assert row.page_url == record["flickr_url"]
         assert coco.flickr_photo_id(row.page_url) == record["flickr_url"].rsplit("/", 1)[-1].split("_")[0]
-    assert {row.license for row in rows} > {"Attribution License", "No known copyright restrictions"}
+    assert {row.license for row in rows} > {"CC-BY-2.0", "public-domain-mark"}
     before = lake_state(store, catalog)
     assert len(before[0]) == ALL_IMAGES
 
@@ -157,28 +177,85 @@ def test_unknown_splits_and_categories_are_refused_before_image_zips_are_downloa
 
 
 def test_a_cut_download_resumes_and_verifies(
-    config, http, store: FileStore, catalog: Catalog, work: Path, faults, sandbox_url: str
+    config, http, store: FileStore, catalog: Catalog, work: Path, faults, stand_in_md5s: dict[str, str]
 ) -> None:
-    pins = {}
-    for path in ("zips/val2017.zip", "annotations/annotations_trainval2017.zip"):
-        name = path.rsplit("/", 1)[-1]
-        pins[name] = parse_checksum_file(requests.get(f"{sandbox_url}/coco/{path}.md5", timeout=30).text, name)
     faults(path_prefix="/coco/zips/val2017.zip", kind="truncate", times=2)
-    pinned = coco.CocoConfig(base_url=config.base_url, checksums=pins)
+    pinned = coco.CocoConfig(base_url=config.base_url, checksums=stand_in_md5s)
     counts = coco.ingest(pinned, http, store, catalog, "run-1", work, subset=Subset(splits=("val2017",)))
     assert counts["resumed_from_bytes"] > 0 and counts["stored"] == SPLITS["val2017"]
     assert sorted(path.name for path in work.iterdir()) == ["annotations_trainval2017.zip", "val2017.zip"]
 
 
+def test_unpinned_zips_are_taken_with_a_warning_naming_their_md5s(
+    ingest, work: Path, stand_in_md5s: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """COCO publishes no checksums: without a pin a zip cannot be verified, and the operator is told what to pin."""
+    with caplog.at_level(logging.WARNING, logger="pipelines.sources.dumps"):
+        counts = ingest(subset=Subset(splits=("val2017",)))
+    assert counts["stored"] == SPLITS["val2017"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    for name, warning in zip(["annotations_trainval2017.zip", "val2017.zip"], warnings, strict=True):
+        assert "unverified" in warning and f'"{name}": "{stand_in_md5s[name]}"' in warning
+        assert hashlib.md5((work / name).read_bytes()).hexdigest() == stand_in_md5s[name]
+
+
+def test_only_zips_are_asked_for_never_a_checksum_file(
+    sandbox_url: str, stand_in_md5s: dict[str, str], store: FileStore, catalog: Catalog, work: Path, tmp_path: Path
+) -> None:
+    """Replayed by a host that serves only the zips and counts every request, the connector asks for each zip
+    once and nothing else, pinned or not."""
+    paths = ("/annotations/annotations_trainval2017.zip", "/zips/val2017.zip")
+    zips = {path: requests.get(f"{sandbox_url}/coco{path}", timeout=60).content for path in paths}
+    asked: list[str] = []
+
+    def host(path: str, query: dict[str, str]) -> Answer:
+        asked.append(path)
+        if path in zips:
+            return Answer(zips[path], content_type="application/zip")
+        return Answer(b"<Error><Code>NoSuchKey</Code></Error>", status=404, content_type="application/xml")
+
+    with replaying(host) as base:
+        http = coco.client(coco.CocoConfig(base_url=base), Settings(home=tmp_path, http_allowed_hosts=[host_key(base)]))
+        for run_id, pins in (("unpinned", {}), ("pinned", stand_in_md5s)):
+            asked.clear()
+            for downloaded in work.iterdir():
+                downloaded.unlink()
+            config = coco.CocoConfig(base_url=base, checksums=pins)
+            counts = coco.ingest(config, http, store, catalog, run_id, work, subset=Subset(splits=("val2017",)))
+            assert counts["stored"] + counts["already_known"] == SPLITS["val2017"]
+            assert sorted(asked) == sorted(paths), run_id
+
+
+def test_cocos_real_license_table_names_a_term_for_every_license(tmp_path: Path) -> None:
+    """Replays the real `licenses` and `images` of COCO 2017's person_keypoints_val2017.json (an excerpt kept by
+    continental/hybrid_learning, tests/captures/coco/person_keypoints_val2017.excerpt.hybrid_learning.trimmed.json):
+    each license's URL names its term, and COCO's own name is kept beside it."""
+    document = json.loads(capture("coco/person_keypoints_val2017.excerpt.hybrid_learning.trimmed.json"))
+    path = tmp_path / "annotations_trainval2017.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        # The excerpt was trimmed of its annotations and categories, which licenses do not depend on.
+        archive.writestr(
+            "annotations/instances_val2017.json", json.dumps(document | {"annotations": [], "categories": []})
+        )
+    index = coco.read_annotations(path, "val2017")
+    assert {license_id: index.license(license_id) for license_id in COCO_LICENSES} == {
+        license_id: (COCO_TERMS[license_id], name) for license_id, name in COCO_LICENSES.items()
+    }
+    assert [index.license(image["license"]) for image in index.images.values()] == [
+        ("CC-BY-2.0", "Attribution License")
+    ] * 3
+
+
 def test_a_corrupted_zip_is_refused_before_anything_is_registered(
-    sandbox_url: str, config, http: HttpClient, store: FileStore, catalog: Catalog, work: Path
+    sandbox_url: str, config, http: HttpClient, store: FileStore, catalog: Catalog, work: Path, stand_in_md5s
 ) -> None:
     """The annotations and train2017 are intact (fetched from the good host before), only val2017 comes broken:
     train2017's images are not registered either, because every zip is verified before the first image."""
+    pinned = coco.CocoConfig(base_url=config.base_url, checksums=stand_in_md5s)
     for path in ("annotations/annotations_trainval2017.zip", "zips/train2017.zip"):
-        url = config.url(path)
-        dumps.fetch_archive(http, url, work, dumps.published_checksum(http, f"{url}.md5", path.rsplit("/", 1)[-1]))
-    broken_mirror = coco.CocoConfig(base_url=f"{sandbox_url}/coco/corrupt")
+        dumps.fetch_verified(pinned, http, config.url(path), work)
+    broken_mirror = coco.CocoConfig(base_url=f"{sandbox_url}/coco/corrupt", checksums=stand_in_md5s)
     with pytest.raises(ChecksumMismatch, match=r"corrupt/zips/val2017\.zip: the md5 of the download is"):
         coco.ingest(broken_mirror, http, store, catalog, "run-1", work)
     assert lake_state(store, catalog) == ([], 0, 0)

@@ -1,7 +1,9 @@
 """The ImageNet connector against the sandbox dump host over real HTTP: Imagenette and ILSVRC2012 stored with
 catalog rows and license, subsets and `max_images`, reruns that add nothing, a cut download resumed and
 verified, a corrupted archive refused before anything is registered, hostile archives refused, and the
-CMYK and PNG oddities stored untouched yet decodable.
+CMYK and PNG oddities stored untouched yet decodable. The stand-in's archives are not the published ones, so
+the connection pins their md5s, as an operator pins a mirror's; without that pin torchvision's md5s pinned in
+the connector apply, and no checksum file is ever asked for.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,21 +24,29 @@ from sqlalchemy import select
 from pipelines.archives import CorruptArchive, UnsafeArchive
 from pipelines.catalog import Catalog, Sighting
 from pipelines.catalog import Image as ImageRow
-from pipelines.downloads import ChecksumMismatch, parse_checksum_file
-from pipelines.http import HttpClient
+from pipelines.downloads import ChecksumMismatch
+from pipelines.http import HttpClient, host_key
 from pipelines.settings import Settings
 from pipelines.sources import dumps, imagenet
 from pipelines.sources.dumps import Subset
 from pipelines.storage import FileStore
-from sandbox.imagenet import ILSVRC_VAL_IMAGES, ILSVRC_WNIDS, IMAGENETTE_WNIDS
+from sandbox.imagenet import ILSVRC_VAL_IMAGES, ILSVRC_WNIDS, IMAGENETTE_WNIDS, archive_md5s
+from sandbox.library import PhotoLibrary
+from tests.replay import Answer, capture, replaying
 
 IMAGENETTE_IMAGES = 80  # 10 classes x (6 train + 2 val)
 ILSVRC_TRAIN_IMAGES = 50  # 10 classes x 5
 
 
+@pytest.fixture(scope="module")
+def stand_in_md5s(library: PhotoLibrary) -> dict[str, str]:
+    """The md5s of the stand-in's archives, by file name, as the embedded stack pins them."""
+    return archive_md5s(library)
+
+
 @pytest.fixture
-def config(sandbox_url: str) -> imagenet.ImageNetConfig:
-    return imagenet.ImageNetConfig(base_url=f"{sandbox_url}/imagenet")
+def config(sandbox_url: str, stand_in_md5s: dict[str, str]) -> imagenet.ImageNetConfig:
+    return imagenet.ImageNetConfig(base_url=f"{sandbox_url}/imagenet", checksums=stand_in_md5s)
 
 
 @pytest.fixture
@@ -107,7 +118,7 @@ def test_imagenette_is_stored_with_rows_and_license_and_a_rerun_adds_nothing(
         assert (variant, row.source) == ("imagenette2-160", "imagenet") and split in ("train", "val")
         assert wnid in IMAGENETTE_WNIDS and file_name.endswith(".JPEG")
         assert row.url == f"{sandbox_url}/imagenet/imagenette2-160.tgz#{row.source_id}"
-        assert row.license == imagenet.LICENSE
+        assert (row.license, row.license_text) == (None, imagenet.LICENSE_TEXT)
     before = lake_state(store, catalog)
     assert len(before[0]) == IMAGENETTE_IMAGES
 
@@ -170,7 +181,7 @@ def test_ilsvrc_train_of_class_tars_and_flat_val(ingest, catalog: Catalog, sandb
     _, _, wnid, file_name = train[0].source_id.split("/")
     assert train[0].url == f"{sandbox_url}/imagenet/ILSVRC2012_img_train.tar#{wnid}.tar/{file_name}"
     assert val[0].url == f"{sandbox_url}/imagenet/ILSVRC2012_img_val.tar#{val[0].source_id.split('/')[-1]}"
-    assert {row.license for row in rows} == {imagenet.LICENSE}
+    assert {(row.license, row.license_text) for row in rows} == {(None, imagenet.LICENSE_TEXT)}
 
 
 def test_ilsvrc_class_subset_leaves_val_out_and_max_images_stops_early(ingest, catalog: Catalog) -> None:
@@ -202,35 +213,85 @@ def test_cmyk_and_disguised_png_are_stored_untouched_and_decode(ingest, store: F
     assert all(source_id.endswith(".JPEG") for source_id in odd)  # the PNG kept its .JPEG name as its id
 
 
-def test_a_cut_download_resumes_and_verifies(
-    config, http, store: FileStore, catalog: Catalog, work: Path, faults, sandbox_url: str
-) -> None:
-    """Both cuts hit the archive itself: its md5 is pinned (fetched before the faults), so nothing else is asked."""
-    listing = requests.get(f"{sandbox_url}/imagenet/imagenette2-160.tgz.md5", timeout=30).text
-    pinned = imagenet.ImageNetConfig(
-        base_url=config.base_url, checksums={"imagenette2-160.tgz": parse_checksum_file(listing, "imagenette2-160.tgz")}
-    )
+def test_a_cut_download_resumes_and_verifies(ingest, work: Path, faults, sandbox_url: str) -> None:
+    """Both cuts hit the archive itself: its md5 is pinned, so nothing else is asked."""
     faults(path_prefix="/imagenet/imagenette2-160.tgz", kind="truncate", times=2)
-    counts = imagenet.ingest(pinned, http, store, catalog, "run-1", work)
+    counts = ingest()
     assert counts["resumed_from_bytes"] > 0 and counts["stored"] == IMAGENETTE_IMAGES
     assert sorted(path.name for path in work.iterdir()) == ["imagenette2-160.tgz"]  # no .part left
     assert requests.get(f"{sandbox_url}/_faults", timeout=5).json() == []  # both cuts were spent
 
 
-def test_a_cut_checksum_file_is_fetched_again(ingest, faults) -> None:
-    faults(path_prefix="/imagenet/imagenette2-160.tgz.md5", kind="truncate", times=2)
-    assert ingest()["stored"] == IMAGENETTE_IMAGES
-
-
 def test_a_corrupted_archive_is_refused_before_anything_is_registered(
-    sandbox_url: str, http: HttpClient, store: FileStore, catalog: Catalog, work: Path
+    sandbox_url: str, stand_in_md5s: dict[str, str], http: HttpClient, store: FileStore, catalog: Catalog, work: Path
 ) -> None:
-    broken_mirror = imagenet.ImageNetConfig(base_url=f"{sandbox_url}/imagenet/corrupt")
-    for archive in ("imagenette2-160", "ILSVRC2012"):
-        with pytest.raises(ChecksumMismatch, match=r"imagenette2-160\.tgz|ILSVRC2012_img_train\.tar"):
+    """The broken mirror flips one byte of the archives whose md5s the connection pins."""
+    broken_mirror = imagenet.ImageNetConfig(base_url=f"{sandbox_url}/imagenet/corrupt", checksums=stand_in_md5s)
+    for archive, file_name in (("imagenette2-160", "imagenette2-160.tgz"), ("ILSVRC2012", "ILSVRC2012_img_train.tar")):
+        with pytest.raises(ChecksumMismatch, match=rf"corrupt/{file_name}") as raised:
             imagenet.ingest(broken_mirror, http, store, catalog, "run-1", work, archive=archive)
+        assert raised.value.expected == stand_in_md5s[file_name]
     assert lake_state(store, catalog) == ([], 0, 0)
     assert list(work.iterdir()) == []  # the bad bytes were deleted
+
+
+def test_the_connector_pins_torchvisions_md5s_for_the_published_archives(
+    sandbox_url: str, http: HttpClient, store: FileStore, catalog: Catalog, work: Path
+) -> None:
+    """Without a connection pin, an archive named as a published one must be the published one: the stand-in's
+    imagenette2-160.tgz and ILSVRC2012 tars (other bytes under the real names) fail against the md5s
+    torchvision pins (tests/captures/imagenet/checksums.json), which the connector uses for the real names."""
+    captured = json.loads(capture("imagenet/checksums.json"))
+    rows = [
+        row
+        for table in ("torchvision_imagenette_ARCHIVES", "torchvision_imagenet_ARCHIVE_META")
+        for key, row in captured[table].items()
+        if not key.startswith("_")
+    ]
+    published = {location.rsplit("/", 1)[-1]: md5 for location, md5 in rows}
+    del published["ILSVRC2012_devkit_t12.tar.gz"]  # the connector never fetches the devkit
+    unpinned = imagenet.ImageNetConfig(base_url=f"{sandbox_url}/imagenet")
+    assert {name: unpinned.checksum(name) for name in published} == published
+    for archive, file_name in (("imagenette2-160", "imagenette2-160.tgz"), ("ILSVRC2012", "ILSVRC2012_img_train.tar")):
+        with pytest.raises(ChecksumMismatch, match=rf"imagenet/{file_name}") as raised:
+            imagenet.ingest(unpinned, http, store, catalog, "run-1", work, archive=archive)
+        assert raised.value.expected == published[file_name]
+    assert lake_state(store, catalog) == ([], 0, 0)
+
+
+def test_only_archives_are_asked_for_never_a_checksum_file(
+    sandbox_url: str, stand_in_md5s: dict[str, str], store: FileStore, catalog: Catalog, work: Path, tmp_path: Path
+) -> None:
+    """The real hosts publish no checksum file: replayed by a host that serves only the archives and counts
+    every request, the connector asks for archives and nothing else, whether the connection pins their md5s
+    (they are stored) or not (torchvision's md5s apply, which the stand-in's bytes do not match)."""
+    archives = {
+        f"/fast-ai-imageclas/{name}": requests.get(f"{sandbox_url}/imagenet/{name}", timeout=60).content
+        for name in stand_in_md5s
+    }
+    asked: list[str] = []
+
+    def host(path: str, query: dict[str, str]) -> Answer:
+        asked.append(path)
+        if path in archives:
+            return Answer(archives[path], content_type="application/x-tar")
+        return Answer(b"<Error><Code>NoSuchKey</Code></Error>", status=404, content_type="application/xml")
+
+    with replaying(host) as base:
+        http = imagenet.client(
+            imagenet.ImageNetConfig(base_url=base), Settings(home=tmp_path, http_allowed_hosts=[host_key(base)])
+        )
+        unpinned = imagenet.ImageNetConfig(base_url=f"{base}/fast-ai-imageclas")
+        pinned = imagenet.ImageNetConfig(base_url=f"{base}/fast-ai-imageclas", checksums=stand_in_md5s)
+        for archive in ("imagenette2-160", "ILSVRC2012"):
+            with pytest.raises(ChecksumMismatch):
+                imagenet.ingest(unpinned, http, store, catalog, "unpinned", work, archive=archive)
+        stored = [
+            imagenet.ingest(pinned, http, store, catalog, "pinned", work, archive=archive)["stored"]
+            for archive in ("imagenette2-160", "ILSVRC2012")
+        ]
+    assert stored == [IMAGENETTE_IMAGES, ILSVRC_TRAIN_IMAGES + ILSVRC_VAL_IMAGES]
+    assert set(asked) == set(archives)
 
 
 def tgz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
