@@ -3,9 +3,9 @@
 
 Takes a slice of COCO 2017: the annotations zip (for each image's license and Flickr origin) and the image
 zips of the chosen splits, downloaded with HTTP Range resume and verified against the md5s pinned in the
-connection before anything is registered (COCO publishes none), read member by member with every path and size checked. Each image's license id is mapped to
-its license name, and the Flickr photo id in `flickr_url` is kept so the same photo from Flickr and COCO
-is recognized as one.
+connection before anything is registered (COCO publishes none), read member by member with every path and
+size checked. Each image's license id is mapped to its license name, and the Flickr photo id in
+`flickr_url` is kept so the same photo from Flickr and COCO is recognized as one.
 
 Connection `coco_default`: host = dump host base URL, extra `{"md5": {"<zip>": "<md5>"}}`. Emits `raw_images`.
 """

@@ -75,11 +75,12 @@ def from_spdx(code: str | None) -> str | None:
 
 
 def from_term(value: str | None) -> str | None:
-    """A license an operator names (a DAG param, a setting) as the vocabulary has it: its own terms, or any
-    SPDX code `from_spdx` knows; None for anything else."""
+    """A license an operator names (a DAG param, a setting) as the vocabulary has it: its own terms, any SPDX
+    code `from_spdx` knows, or Creative Commons' own short names (`CC0 1.0`, `CC BY-SA 4.0`), which people
+    write with spaces; None for anything else."""
     if value and value.strip() in (UNSPLASH, PUBLIC_DOMAIN_MARK):
         return value.strip()
-    return from_spdx(value)
+    return from_spdx(value) or from_spdx(re.sub(r"\s+", "-", value.strip()) if value else None)
 
 
 def from_url(url: str | None) -> str | None:

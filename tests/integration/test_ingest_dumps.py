@@ -24,7 +24,11 @@ def run(airflow: AirflowClient, dag_id: str, conf: dict | None = None) -> dict[s
 
 def licenses(settings: Settings, source: str) -> list[str | None]:
     with open_catalog(settings).session() as session:
-        return list(session.scalars(select(func.coalesce(Sighting.license, Sighting.license_text)).where(Sighting.source == source)))
+        return list(
+            session.scalars(
+                select(func.coalesce(Sighting.license, Sighting.license_text)).where(Sighting.source == source)
+            )
+        )
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from pipelines.licenses import (
     PUBLIC_DOMAIN_MARK,
     UNSPLASH,
     from_spdx,
+    from_term,
     from_url,
     license_label,
 )
@@ -92,6 +93,22 @@ def test_every_documented_kaggle_code_has_a_meaning() -> None:
 )
 def test_urls(url: str | None, term: str | None) -> None:
     assert from_url(url) == term
+
+
+@pytest.mark.parametrize(
+    ("named", "term"),
+    [
+        ("CC0 1.0", CC0),
+        ("cc0-1.0", CC0),
+        ("CC BY-SA 4.0", "CC-BY-SA-4.0"),
+        ("CC BY 2.0", "CC-BY-2.0"),
+        (" Unsplash ", UNSPLASH),
+        ("all rights reserved", None),
+        (None, None),
+    ],
+)
+def test_operators_name_licenses_as_creative_commons_writes_them(named: str | None, term: str | None) -> None:
+    assert from_term(named) == term
 
 
 def test_the_default_allow_list_keeps_open_licenses_only() -> None:
