@@ -41,6 +41,8 @@ from pipelines.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "catalog_migrations"
+# Rows per multi-row INSERT: well under SQLite's 32,766 bound variables (12 columns a sighting).
+WRITE_CHUNK_ROWS = 500
 
 
 def utcnow() -> datetime:
@@ -155,6 +157,16 @@ class FetchFailure(Base):
 
 
 @dataclass(frozen=True)
+class NewImage:
+    """Raw bytes just stored in the lake, to be registered as a pending image."""
+
+    sha256: str
+    raw_key: str
+    format: str
+    byte_size: int
+
+
+@dataclass(frozen=True)
 class SightingRecord:
     """What a source knows about one photo it offered. `license` is a term of Colorflow's vocabulary
     (`pipelines.licenses`), None when the source's terms have none; `license_text` is what the source said."""
@@ -244,22 +256,44 @@ class Catalog:
 
     def add_image(self, sha256: str, raw_key: str, format: str, byte_size: int) -> bool:
         """Register raw bytes as a pending image; True when the image is new to the catalog."""
-        with self.session() as session:
-            row = {
-                "sha256": sha256,
-                "raw_key": raw_key,
-                "format": format,
-                "byte_size": byte_size,
-                "status": ImageStatus.PENDING,
-                "first_seen_at": utcnow(),
-            }
-            return self.upsert(session, Image, [row], key=["sha256"]) == 1
+        return bool(self.add_images([NewImage(sha256, raw_key, format, byte_size)]))
+
+    def add_images(self, images: Sequence[NewImage]) -> set[str]:
+        """Register many raw objects as pending images in one transaction; the sha256s that were new.
+
+        The database answers which rows went in (`RETURNING`), so the count is exact even when other
+        writers add the same images at the same moment."""
+        now = utcnow()
+        rows = [{**asdict(image), "status": ImageStatus.PENDING, "first_seen_at": now} for image in images]
+        return set(self._insert_new(Image, rows, key=["sha256"], returned=Image.sha256))
 
     def add_sighting(self, image_sha256: str, sighting: SightingRecord, run_id: str) -> bool:
         """Record where an image was seen; True when this (source, source id) is new."""
+        return self.add_sightings([(image_sha256, sighting)], run_id) == 1
+
+    def add_sightings(self, sightings: Sequence[tuple[str, SightingRecord]], run_id: str) -> int:
+        """Record many (image sha256, sighting) pairs in one transaction; how many were new."""
+        now = utcnow()
+        rows = [
+            {**asdict(sighting), "image_sha256": sha256, "run_id": run_id, "fetched_at": now}
+            for sha256, sighting in sightings
+        ]
+        return len(self._insert_new(Sighting, rows, key=["source", "source_id"], returned=Sighting.id))
+
+    def _insert_new(self, model: type[Base], rows: list[dict[str, Any]], key: list[str], returned: Any) -> list[Any]:
+        """Insert the rows whose key is new, in chunks of one multi-row statement each; what was inserted.
+
+        Rows go in key order, so concurrent writers of overlapping batches take the unique index's locks in the
+        same order and wait for each other instead of deadlocking (PostgreSQL)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        rows = sorted(rows, key=lambda row: tuple(row[column] for column in key))
+        inserted: list[Any] = []
         with self.session() as session:
-            row = {**asdict(sighting), "image_sha256": image_sha256, "run_id": run_id, "fetched_at": utcnow()}
-            return self.upsert(session, Sighting, [row], key=["source", "source_id"]) == 1
+            for start in range(0, len(rows), WRITE_CHUNK_ROWS):
+                statement = dialect.insert(model).values(rows[start : start + WRITE_CHUNK_ROWS])
+                statement = statement.on_conflict_do_nothing(index_elements=key).returning(returned)
+                inserted += session.scalars(statement).all()
+        return inserted
 
     def add_fetch_failure(self, source: str, source_id: str, url: str, reason: str, run_id: str) -> None:
         """Record that a candidate could not be fetched in this run (once per run, however often retried)."""

@@ -2,7 +2,13 @@
 
 - Retries with exponential backoff on connection errors, 429 and 5xx, honoring `Retry-After`
   (urllib3's `Retry`), and again when a body arrives cut short (tenacity).
-- A minimum interval between requests to the same host (per process).
+- A minimum interval between a service's calls (API requests and pages) to one host (per process); image
+  downloads are not paced but capped: a task may fetch from many threads, and a host sees at most
+  `max_per_host` requests in flight at once.
+- DNS answers cached per client (per task) for `dns_ttl_s`, so thousands of requests to one CDN host do not
+  each resolve it; the address guard checks the cached answer.
+- `get_image` refuses what its publisher marks as not for AI training: an `X-Robots-Tag` of `noai` or
+  `noimageai`, or an HTML page whose robots meta says so (`RefusedForAI`), unless the policy turns it off.
 - Timeouts on connect and read, a cap on body size, and checks of the content type, so a login page
   or an error page served with status 200 is an error instead of a stored "photo".
 - Refusal of private, loopback, link-local and other internal addresses, on the first request and on
@@ -23,7 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -79,6 +85,32 @@ class IncompleteBody(HttpError):
     """Fewer bytes arrived than the server announced."""
 
 
+class RefusedForAI(HttpError):
+    """The publisher marks the file as not to be used for AI training (`noai`, `noimageai`)."""
+
+
+NO_AI_DIRECTIVES = frozenset({"noai", "noimageai"})
+_ROBOTS_META = re.compile(
+    r"""<meta\s[^>]*name\s*=\s*["']?robots["']?[^>]*content\s*=\s*["']([^"']*)["']"""
+    r"""|<meta\s[^>]*content\s*=\s*["']([^"']*)["'][^>]*name\s*=\s*["']?robots["']?""",
+    re.IGNORECASE,
+)
+
+
+def no_ai_directives(headers: Mapping[str, str], html: bytes | None = None) -> set[str]:
+    """The `noai`/`noimageai` directives a response carries: in `X-Robots-Tag` (all of its values, with or
+    without a user agent before them, as in `otherbot: noai`) or, for an HTML page, in its robots meta."""
+    values = [value for name, value in headers.items() if name.lower() == "x-robots-tag"]
+    if html:
+        text = html[:65536].decode("utf-8", "replace")
+        values += [first or second for first, second in _ROBOTS_META.findall(text)]
+    found = set()
+    for value in values:
+        for directive in re.split(r"[,\s]+", value.lower()):
+            found.add(directive.rpartition(":")[2].strip())
+    return found & NO_AI_DIRECTIVES
+
+
 def redact_url(url: str) -> str:
     """`url` with the values of secret-looking query parameters replaced, for logs and errors."""
     parts = urlsplit(url)
@@ -120,7 +152,32 @@ def _is_internal(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-def check_destination(url: str, allowed_hosts: Iterable[str]) -> None:
+class Resolver:
+    """DNS answers remembered for `ttl_s`, for one client (one task): its requests to a host share one
+    lookup. Thread-safe."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._answers: dict[tuple[str, int], tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+        self.lookups = 0
+
+    def addresses(self, host: str, port: int) -> frozenset[str]:
+        with self._lock:
+            remembered = self._answers.get((host, port))
+            if remembered and remembered[0] > time.monotonic():
+                return remembered[1]
+        try:
+            found = frozenset(info[4][0] for info in socket.getaddrinfo(host, port))
+        except socket.gaierror as error:
+            raise HttpError(f"cannot resolve {host}: {error}") from None
+        with self._lock:
+            self.lookups += 1
+            self._answers[host, port] = (time.monotonic() + self.ttl_s, found)
+        return found
+
+
+def check_destination(url: str, allowed_hosts: Iterable[str], resolver: Resolver | None = None) -> None:
     """Raise BlockedAddress unless `url` is allow-listed or resolves only to public addresses."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -128,10 +185,7 @@ def check_destination(url: str, allowed_hosts: Iterable[str]) -> None:
     allowed = {entry.lower() for entry in allowed_hosts}
     if parts.hostname.lower() in allowed or host_key(url) in allowed:
         return
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
-    except socket.gaierror as error:
-        raise HttpError(f"cannot resolve {parts.hostname}: {error}") from None
+    addresses = (resolver or Resolver(0)).addresses(parts.hostname, parts.port or 443)
     internal = sorted(address for address in addresses if _is_internal(address.split("%")[0]))
     if internal:
         raise BlockedAddress(
@@ -143,12 +197,12 @@ def check_destination(url: str, allowed_hosts: Iterable[str]) -> None:
 class _GuardedAdapter(HTTPAdapter):
     """Checks every outgoing request, redirects included, before it leaves the process."""
 
-    def __init__(self, allowed_hosts: frozenset[str], **kwargs: Any) -> None:
-        self.allowed_hosts = allowed_hosts
+    def __init__(self, allowed_hosts: frozenset[str], resolver: Resolver, **kwargs: Any) -> None:
+        self.allowed_hosts, self.resolver = allowed_hosts, resolver
         super().__init__(**kwargs)
 
     def send(self, request, *args, **kwargs):
-        check_destination(request.url, self.allowed_hosts)
+        check_destination(request.url, self.allowed_hosts, self.resolver)
         return super().send(request, *args, **kwargs)
 
 
@@ -162,7 +216,14 @@ class HttpPolicy:
     retries: int = 4
     backoff_s: float = 0.5
     max_body_bytes: int = 50 * 1024 * 1024
+    # Between calls to one host; image downloads are not paced, only capped by `max_per_host`, so they run
+    # side by side (a service's rate limits count its API calls, not the files its CDN serves).
     min_interval_s: float = 0.0
+    # Requests in flight to one host at once, however many threads share the client.
+    max_per_host: int = 4
+    dns_ttl_s: float = 300.0
+    # Files whose publisher says `noai` / `noimageai` are not stored; an operator may decide otherwise.
+    honour_no_ai: bool = True
     # A server may ask for a pause of hours; each wait is cut to this, so a worker is not held that long
     # (after the last retry the request fails, and the task's own retry comes back later).
     max_retry_after_s: int = 120
@@ -184,11 +245,35 @@ class Fetched:
 
 
 class HttpClient:
+    """One service's HTTP client; threads may share it (each gets its own session, all share the pacing, the
+    per-host caps and the DNS answers)."""
+
     def __init__(self, policy: HttpPolicy | None = None) -> None:
         self.policy = policy or HttpPolicy()
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = self.policy.user_agent
-        self._session.headers.update(self.policy.headers)
+        self.resolver = Resolver(self.policy.dns_ttl_s)
+        self._sessions = threading.local()
+        self._last_request: dict[str, float] = {}
+        self._pace_lock = threading.Lock()
+        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._slots_lock = threading.Lock()
+
+    def limit_fetching(self, max_per_host: int, honour_no_ai: bool) -> None:
+        """Set what an operator chose for this source's downloads (its connection's extra), before any request:
+        the per-host cap of requests in flight, and whether `noai` marks are honoured."""
+        self.policy = replace(self.policy, max_per_host=max_per_host, honour_no_ai=honour_no_ai)
+
+    @property
+    def _session(self) -> requests.Session:
+        """This thread's session: requests' sessions are not made to be shared between threads."""
+        session = getattr(self._sessions, "session", None)
+        if session is None:
+            session = self._sessions.session = self._new_session()
+        return session
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = self.policy.user_agent
+        session.headers.update(self.policy.headers)
         # urllib3 retries answers (429, 5xx); tenacity, in `request`, retries broken connections and bodies.
         retry_rule = Retry(
             total=None,
@@ -203,11 +288,19 @@ class HttpClient:
             raise_on_status=False,
             allowed_methods=None,
         )
-        adapter = _GuardedAdapter(self.policy.allowed_hosts, max_retries=retry_rule)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._last_request: dict[str, float] = {}
-        self._pace_lock = threading.Lock()
+        adapter = _GuardedAdapter(self.policy.allowed_hosts, self.resolver, max_retries=retry_rule)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    @contextlib.contextmanager
+    def _host_slot(self, url: str) -> Iterator[None]:
+        """Hold one of the host's `max_per_host` slots while a request to it is in flight."""
+        key = host_key(url)
+        with self._slots_lock:
+            slots = self._host_slots.setdefault(key, threading.BoundedSemaphore(self.policy.max_per_host))
+        with slots:
+            yield
 
     def _pace(self, url: str) -> None:
         if self.policy.min_interval_s <= 0:
@@ -229,11 +322,13 @@ class HttpClient:
         expect: tuple[str, ...] | None = None,
         ok_statuses: Iterable[int] = (200,),
         allow_redirects: bool = True,
+        paced: bool = True,
     ) -> Fetched:
-        """One request, with retries; the whole body, checked against the size cap and `expect`ed types."""
+        """One request, with retries; the whole body, checked against the size cap and `expect`ed types.
+        `paced`: whether it waits its turn after the host's last call (see `HttpPolicy.min_interval_s`)."""
         attempt = self._retrying(self._request_once)
         try:
-            return attempt(method, url, params, headers, expect, frozenset(ok_statuses), allow_redirects)
+            return attempt(method, url, params, headers, expect, frozenset(ok_statuses), allow_redirects, paced)
         except (requests.ConnectionError, requests.Timeout) as error:
             raise self._connection_failure(method, url, error) from None
 
@@ -268,7 +363,8 @@ class HttpClient:
     def _open_stream(self, url: str, headers: Mapping[str, str] | None) -> requests.Response:
         self._pace(url)
         timeout = (self.policy.connect_timeout_s, self.policy.read_timeout_s)
-        return self._session.get(url, headers=headers, timeout=timeout, stream=True)
+        with self._host_slot(url):
+            return self._session.get(url, headers=headers, timeout=timeout, stream=True)
 
     def _retrying(self, function: Callable[..., T]) -> Callable[..., T]:
         """`function` retried with backoff when the connection fails or a body arrives cut short."""
@@ -296,12 +392,23 @@ class HttpClient:
         expect: tuple[str, ...] | None,
         ok_statuses: frozenset[int],
         allow_redirects: bool,
+        paced: bool,
     ) -> Fetched:
-        self._pace(url)
+        if paced:
+            self._pace(url)
         timeout = (self.policy.connect_timeout_s, self.policy.read_timeout_s)
-        with self._session.request(
-            method, url, params=params, headers=headers, timeout=timeout, stream=True, allow_redirects=allow_redirects
-        ) as response:
+        with (
+            self._host_slot(url),
+            self._session.request(
+                method,
+                url,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=allow_redirects,
+            ) as response,
+        ):
             shown = redact_url(response.url)
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             announced = int(response.headers.get("Content-Length") or 0)
@@ -339,4 +446,23 @@ class HttpClient:
             raise HttpError(f"{redact_url(fetched.url)}: the body is not valid JSON") from None
 
     def get_image(self, url: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Fetched:
-        return self.request("GET", url, params=params, expect=("image/",), **kwargs)
+        """An image; `RefusedForAI` when its publisher marks it `noai` or `noimageai` (in `X-Robots-Tag`, or
+        in the robots meta of the HTML page served instead), `UnexpectedContentType` when it is no image."""
+        fetched = self.request("GET", url, params=params, paced=False, **kwargs)
+        if self.policy.honour_no_ai:
+            html = fetched.content if fetched.content_type == "text/html" else None
+            refused = no_ai_directives(fetched.headers, html)
+            if refused:
+                raise RefusedForAI(
+                    f"{redact_url(fetched.url)}: its publisher says {', '.join(sorted(refused))}: not used for AI"
+                    " training",
+                    status=fetched.status,
+                )
+        if not fetched.content_type.startswith("image/"):
+            excerpt = fetched.content[:80].decode("utf-8", "replace").strip()
+            raise UnexpectedContentType(
+                f"{redact_url(fetched.url)}: expected image/ but got {fetched.content_type or 'no content type'}"
+                f" (starts with {excerpt!r})",
+                status=fetched.status,
+            )
+        return fetched

@@ -11,11 +11,12 @@ import hashlib
 import io
 import logging
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass
 
 from PIL import Image
 
-from pipelines.catalog import Catalog, SightingRecord
+from pipelines.catalog import Catalog, NewImage, SightingRecord
 from pipelines.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,72 @@ class IngestOutcome:
     sighting_added: bool
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """A photo's bytes, in the lake under their content address, waiting for their catalog rows."""
+
+    image: NewImage
+    sighting: SightingRecord
+    object_written: bool
+
+
+def store_object(
+    store: ObjectStore, data: bytes, sighting: SightingRecord, name_hint: str | None = None, sha256: str | None = None
+) -> StoredObject:
+    """Write `data` to the raw zone unless it is there; safe to run from many threads at once (the hash, the
+    format sniff and the upload are the per-photo work worth spreading)."""
+    sha256 = sha256 or content_digest(data)
+    extension = sniff_extension(data, fallback=(name_hint or "").rpartition(".")[2] if name_hint else None)
+    key = raw_key(sha256, extension)
+    written = store.put_if_absent(key, data)
+    return StoredObject(NewImage(sha256, key, extension, len(data)), sighting, written)
+
+
+class RawZoneWriter:
+    """Stores photos as they come and records their rows in batches: a few catalog transactions per task
+    instead of two per photo. Objects are always written before the rows that name them, so a task killed
+    between the two leaves objects a retry finds in place (`put_if_absent`) and rows it then adds; nothing is
+    lost or doubled. Use it as a context manager: what is still queued is recorded on the way out."""
+
+    def __init__(self, store: ObjectStore, catalog: Catalog, run_id: str, batch_size: int = 200) -> None:
+        self.store, self.catalog, self.run_id, self.batch_size = store, catalog, run_id, batch_size
+        self.counts: Counter[str] = Counter(objects_written=0, images_added=0, sightings_added=0)
+        self._queued: list[StoredObject] = []
+
+    def __enter__(self) -> RawZoneWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.flush()
+
+    def add(
+        self, data: bytes, sighting: SightingRecord, name_hint: str | None = None, sha256: str | None = None
+    ) -> StoredObject:
+        """Store one photo's bytes now and queue its rows."""
+        stored = store_object(self.store, data, sighting, name_hint, sha256)
+        self.queue(stored)
+        return stored
+
+    def queue(self, stored: StoredObject) -> None:
+        """Queue the rows of an object another thread stored; a full batch is recorded at once."""
+        self._queued.append(stored)
+        if len(self._queued) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._queued:
+            return
+        queued, self._queued = self._queued, []
+        images = list({stored.image.sha256: stored.image for stored in queued}.values())
+        added = self.catalog.add_images(images)
+        sightings = self.catalog.add_sightings(
+            [(stored.image.sha256, stored.sighting) for stored in queued], self.run_id
+        )
+        self.counts["objects_written"] += sum(stored.object_written for stored in queued)
+        self.counts["images_added"] += len(added)
+        self.counts["sightings_added"] += sightings
+
+
 def ingest_photo(
     store: ObjectStore,
     catalog: Catalog,
@@ -79,15 +146,13 @@ def ingest_photo(
     name_hint: str | None = None,
     sha256: str | None = None,
 ) -> IngestOutcome:
-    """Store `data` in the raw zone (if new) and record the image and its sighting in the catalog.
+    """Store `data` in the raw zone (if new) and record the image and its sighting in the catalog, for one
+    photo (`RawZoneWriter` does the same for many).
 
     The object is written before the catalog rows, so a row never points at a missing object.
     `sha256` may be passed when the caller already hashed `data` (to use it as a source id).
     """
-    sha256 = sha256 or content_digest(data)
-    extension = sniff_extension(data, fallback=(name_hint or "").rpartition(".")[2] if name_hint else None)
-    key = raw_key(sha256, extension)
-    object_written = store.put_if_absent(key, data)
-    image_added = catalog.add_image(sha256=sha256, raw_key=key, format=extension, byte_size=len(data))
-    sighting_added = catalog.add_sighting(sha256, sighting, run_id)
-    return IngestOutcome(sha256, key, object_written, image_added, sighting_added)
+    stored = store_object(store, data, sighting, name_hint, sha256)
+    image_added = catalog.add_image(**asdict(stored.image))
+    sighting_added = catalog.add_sighting(stored.image.sha256, sighting, run_id)
+    return IngestOutcome(stored.image.sha256, stored.image.raw_key, stored.object_written, image_added, sighting_added)

@@ -47,7 +47,12 @@ def store_photos(source: str, batch: list[dict]) -> dict[str, int]:
     with fail_fast(SourceUnavailable):
         connector = web_source(source)
         client = _client(connector, context["params"]["connection_id"])
-        return store_batch(batch, lambda candidate: connector.fetch(client, candidate), context["run_id"])
+        return store_batch(
+            batch,
+            lambda candidate: connector.fetch(client, candidate),
+            context["run_id"],
+            client.limits.concurrent_fetches,
+        )
 
 
 @task(outlets=[RAW_IMAGES])

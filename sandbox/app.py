@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from sandbox.faults import FaultBoard, FaultMiddleware, fault_routes
 from sandbox.library import PhotoLibrary
+from sandbox.network import NetworkMiddleware, network_from_environment, network_routes
 
 SERVICE_MODULES = (
     "sandbox.unsplash",
@@ -35,7 +36,11 @@ def create_app(library: PhotoLibrary | None = None) -> FastAPI:
         app.include_router(service.create_router(library), prefix=f"/{service.PREFIX}")
         prefixes.append(service.PREFIX)
     app.include_router(fault_routes(board))
+    network = network_from_environment()
+    app.include_router(network_routes(network))
     app.add_middleware(FaultMiddleware, board=board)
+    # Added last, so it runs first: a request is in flight from the moment it arrives, faults included.
+    app.add_middleware(NetworkMiddleware, network=network)
 
     @app.get("/healthz")
     def health() -> dict[str, object]:

@@ -5,7 +5,11 @@ makes the next two matching requests fail that way; `DELETE /_faults` clears eve
 - `429`: Too Many Requests with a `Retry-After` header (seconds);
 - `500`: Internal Server Error;
 - `slow`: the response starts only after `delay_s` seconds;
-- `truncate`: the headers promise the whole body, but the connection closes halfway through it.
+- `truncate`: the headers promise the whole body, but the connection closes halfway through it;
+- `noai`: the response as usual, with `X-Robots-Tag: noai` and `X-Robots-Tag: noimageai`, the headers
+  DeviantArt sends with an opted-out artwork's file;
+- `noai-page`: an HTML page whose robots meta says `noai, noimageai`, served with status 200 instead of
+  the file (as a site does that answers a direct link with the artwork's page).
 """
 
 from __future__ import annotations
@@ -18,10 +22,15 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+NO_AI_PAGE = (
+    b'<!DOCTYPE html><html><head><meta name="robots" content="noai, noimageai"><title>Artwork</title></head>'
+    b"<body><h1>Artwork</h1></body></html>"
+)
+
 
 class FaultRule(BaseModel):
     path_prefix: str = Field(description="Requests whose path starts with this are affected.")
-    kind: Literal["429", "500", "slow", "truncate"]
+    kind: Literal["429", "500", "slow", "truncate", "noai", "noai-page"]
     times: int = Field(default=1, ge=1, description="How many matching requests fail.")
     retry_after: int = Field(default=1, ge=0, description="Seconds in Retry-After (429 only).")
     delay_s: float = Field(default=2.0, ge=0, description="Delay before answering (slow only).")
@@ -76,6 +85,13 @@ class FaultMiddleware:
                 headers.append((b"retry-after", str(rule.retry_after).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
+        elif rule.kind == "noai":
+            await self.app(scope, receive, _marked_no_ai(send))
+        elif rule.kind == "noai-page":
+            body = NO_AI_PAGE
+            headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         elif rule.kind == "slow":
             await asyncio.sleep(rule.delay_s)
             await self.app(scope, receive, send)
@@ -86,6 +102,18 @@ class FaultMiddleware:
 def _is_admin(scope: Scope) -> bool:
     """Control routes (`/_faults`, each service's `/_admin`) are never faulted, or tests could not recover."""
     return scope["path"].startswith("/_faults") or "/_admin" in scope["path"]
+
+
+def _marked_no_ai(send: Send) -> Send:
+    """Pass the response through with the two `X-Robots-Tag` headers of an opted-out artwork added."""
+
+    async def send_marked(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"x-robots-tag", b"noai"), (b"x-robots-tag", b"noimageai")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_marked
 
 
 def _truncating(send: Send) -> Send:

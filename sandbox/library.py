@@ -180,7 +180,7 @@ def _render(path: Path, variant: int) -> Image.Image:
         return _variant_of(source.convert("RGB"), variant)
 
 
-@lru_cache(maxsize=512)
+@cache  # encoded once, then served from memory: at scale the sandbox must not be the bottleneck
 def _encode(path: Path, variant: int, width: int | None, image_format: str) -> bytes:
     image = _render(path, variant)
     if width and width < image.width:

@@ -87,6 +87,29 @@ def faults(sandbox_url: str) -> Iterator[Callable[..., None]]:
     requests.delete(f"{sandbox_url}/_faults", timeout=5).raise_for_status()
 
 
+class SandboxNetwork:
+    """The sandbox playing the internet (`sandbox.network`): the latency of its image and archive responses,
+    and the most requests it has seen in flight at once per area."""
+
+    def __init__(self, sandbox_url: str) -> None:
+        self.url = f"{sandbox_url}/_network"
+
+    def delay(self, latency_ms: float) -> None:
+        """Set the latency and start counting in-flight requests anew."""
+        requests.post(self.url, json={"latency_ms": latency_ms}, timeout=5).raise_for_status()
+        requests.delete(self.url, timeout=5).raise_for_status()
+
+    def most_in_flight(self, area: str) -> int:
+        return requests.get(self.url, timeout=5).json()["most_in_flight"].get(area, 0)
+
+
+@pytest.fixture
+def network(sandbox_url: str) -> Iterator[SandboxNetwork]:
+    """The sandbox's network for this test; back to no latency afterwards."""
+    yield SandboxNetwork(sandbox_url)
+    SandboxNetwork(sandbox_url).delay(0)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server (its own cluster in a temporary folder) on a free loopback port."""

@@ -36,11 +36,35 @@ class ConnectionLike(Protocol):
 
 
 @dataclass(frozen=True)
+class FetchLimits:
+    """How hard a task may pull on a source's image hosts, from the connection's extra: `concurrent_fetches`
+    (downloads in flight in one task), `max_per_host` (in flight to one host) and `honour_no_ai` (skip files
+    marked noai / noimageai). The defaults are gentle; a CDN takes far more."""
+
+    concurrent_fetches: int = 8
+    max_per_host: int = 8
+    honour_no_ai: bool = True
+
+    @classmethod
+    def from_connection(cls, connection: ConnectionLike) -> FetchLimits:
+        extra = getattr(connection, "extra_dejson", None) or {}
+        limits = cls(
+            concurrent_fetches=int(extra.get("concurrent_fetches", cls.concurrent_fetches)),
+            max_per_host=int(extra.get("max_per_host", cls.max_per_host)),
+            honour_no_ai=bool(extra.get("honour_no_ai", cls.honour_no_ai)),
+        )
+        if limits.concurrent_fetches < 1 or limits.max_per_host < 1:
+            raise ValueError("concurrent_fetches and max_per_host must be at least 1")
+        return limits
+
+
+@dataclass(frozen=True)
 class SourceClient:
     """A source's configuration, read from its connection, and the HTTP client that honours its rules."""
 
     config: Any
     http: HttpClient
+    limits: FetchLimits = FetchLimits()
 
 
 @runtime_checkable
@@ -93,8 +117,10 @@ class Connection:
     make_client: Callable[[Any, Settings], HttpClient]
 
     def connect(self, connection: ConnectionLike, settings: Settings) -> SourceClient:
-        config = self.read_config(connection)
-        return SourceClient(config, self.make_client(config, settings))
+        config, limits = self.read_config(connection), FetchLimits.from_connection(connection)
+        http = self.make_client(config, settings)
+        http.limit_fetching(limits.max_per_host, limits.honour_no_ai)
+        return SourceClient(config, http, limits)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -9,7 +10,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
-from pipelines.catalog import MIGRATIONS_DIR, Base, Catalog, Image, Sighting, SightingRecord, utcnow
+from pipelines.catalog import (
+    MIGRATIONS_DIR,
+    WRITE_CHUNK_ROWS,
+    Base,
+    Catalog,
+    Image,
+    NewImage,
+    Sighting,
+    SightingRecord,
+    utcnow,
+)
 
 
 @pytest.fixture
@@ -155,3 +166,21 @@ def test_concurrent_writers_create_no_duplicates(catalog: Catalog) -> None:
     assert catalog.count(Image) == 10
     assert catalog.count(Sighting) == 10
     assert (sum(images for images, _ in added), sum(sightings for _, sightings in added)) == (10, 10)
+
+
+def test_batched_writers_count_each_new_row_once(catalog: Catalog) -> None:
+    """Tasks record their photos in batches larger than one statement; overlapping batches written at once
+    still add, and count as new, each image and each sighting exactly once."""
+    photos = [f"{number:064x}" for number in range(WRITE_CHUNK_ROWS + 150)]
+
+    def offer(worker: int) -> tuple[int, int]:
+        mine = random.Random(worker).sample(photos, k=len(photos) - 40 * worker)
+        images = catalog.add_images([NewImage(sha, f"raw/{sha[:2]}/{sha}.jpg", "jpg", 1) for sha in mine])
+        sightings = catalog.add_sightings([(sha, sighting(source_id=f"photo-{sha[-4:]}")) for sha in mine], "run")
+        return len(images), sightings
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        added = list(pool.map(offer, range(4)))
+    assert catalog.count(Image) == catalog.count(Sighting) == len(photos)
+    assert (sum(images for images, _ in added), sum(sightings for _, sightings in added)) == (len(photos),) * 2
+    assert catalog.add_images([NewImage(photos[0], "raw/x.jpg", "jpg", 1)]) == set()

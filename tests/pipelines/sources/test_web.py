@@ -1,17 +1,29 @@
-"""The web connectors' shared layer: windows, candidates through XCom, and storing with failure records."""
+"""The web connectors' shared layer: windows, candidates through XCom, and storing with failure records; and
+storing at scale against the Flickr stand-in playing the internet: downloads side by side under latency, a
+cap per host, files marked noai refused."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from pipelines.catalog import Catalog, FetchFailure, Sighting
 from pipelines.http import HttpError
+from pipelines.settings import Settings
+from pipelines.sources import flickr
+from pipelines.sources.contract import FetchLimits
+from pipelines.sources.flickr import FlickrConfig
 from pipelines.sources.web import Candidate, Window, candidate_batches, run_window, store_candidates, unique
 from pipelines.storage import FileStore
+from sandbox.credentials import FLICKR_API_KEY
+from sandbox.library import PhotoLibrary
 
 DAY = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -78,3 +90,77 @@ def test_run_window_uses_the_data_interval_or_the_day_before_a_manual_trigger() 
     )
     manual = run_window(None, None, DAY + timedelta(days=1, hours=15, minutes=4))
     assert manual == Window(DAY, DAY + timedelta(days=1))
+
+
+@pytest.fixture
+def flickr_photos(sandbox_url: str, settings: Settings, library: PhotoLibrary) -> tuple[FlickrConfig, list[Candidate]]:
+    """Forty photos the Flickr stand-in offers, and its connection's configuration."""
+    config = FlickrConfig(rest_url=f"{sandbox_url}/flickr/services/rest/", api_key=FLICKR_API_KEY)
+    midnight = datetime.combine(library.anchor, clock(), tzinfo=UTC)
+    window = Window(midnight - timedelta(days=30), midnight)
+    found = flickr.discover(config, flickr.client(config, settings), window, ["flower", "temple", "galaxy"], limit=40)
+    assert len(found) == 40
+    return config, found
+
+
+def store_from_flickr(
+    config: FlickrConfig, settings: Settings, offered: list[Candidate], catalog: Catalog, lake: Path, **limits: Any
+) -> tuple[dict[str, int], float]:
+    """Store `offered` through a fresh Flickr client with these fetch limits; the counts and the seconds taken."""
+    fetch_limits = FetchLimits(**limits)
+    http = flickr.client(config, settings)
+    http.limit_fetching(fetch_limits.max_per_host, fetch_limits.honour_no_ai)
+    started = time.monotonic()
+    counts = store_candidates(
+        offered,
+        lambda c: flickr.fetch(config, http, c),
+        FileStore(lake),
+        catalog,
+        "run-1",
+        fetch_limits.concurrent_fetches,
+    )
+    return counts, time.monotonic() - started
+
+
+def test_downloads_run_side_by_side_when_every_image_takes_200_ms(
+    flickr_photos: tuple[FlickrConfig, list[Candidate]], settings: Settings, catalog: Catalog, tmp_path: Path, network
+) -> None:
+    config, found = flickr_photos
+    network.delay(200)
+    serial, serial_s = store_from_flickr(config, settings, found[:8], catalog, tmp_path, concurrent_fetches=1)
+    side_by_side, side_by_side_s = store_from_flickr(
+        config, settings, found[8:16], catalog, tmp_path, concurrent_fetches=8, max_per_host=8
+    )
+    assert serial["stored"] == side_by_side["stored"] == 8
+    assert serial_s >= 8 * 0.2
+    assert side_by_side_s < serial_s / 3, (serial_s, side_by_side_s)
+
+
+def test_an_image_host_never_sees_more_requests_at_once_than_its_cap(
+    flickr_photos: tuple[FlickrConfig, list[Candidate]], settings: Settings, catalog: Catalog, tmp_path: Path, network
+) -> None:
+    config, found = flickr_photos
+    network.delay(100)
+    counts, _ = store_from_flickr(config, settings, found, catalog, tmp_path, concurrent_fetches=16, max_per_host=3)
+    assert counts["stored"] == len(found) == catalog.count(Sighting)
+    assert network.most_in_flight("/flickr/live") == 3
+
+
+def test_files_their_publishers_mark_noai_are_recorded_not_stored(
+    flickr_photos: tuple[FlickrConfig, list[Candidate]], settings: Settings, catalog: Catalog, tmp_path: Path, faults
+) -> None:
+    config, found = flickr_photos
+    marked, paged = found[:2]
+    faults(path_prefix=urlsplit(marked.url).path, kind="noai")
+    faults(path_prefix=urlsplit(paged.url).path, kind="noai-page")
+    counts, _ = store_from_flickr(config, settings, found[:6], catalog, tmp_path, concurrent_fetches=4)
+    assert (counts["stored"], counts["fetch_failed"]) == (4, 2)
+    with catalog.session() as session:
+        failures = {row.source_id: row.reason for row in session.scalars(select(FetchFailure))}
+        stored = set(session.scalars(select(Sighting.source_id)))
+    assert set(failures) == {marked.source_id, paged.source_id} and not stored & set(failures)
+    assert all("noai, noimageai" in reason and "not used for AI training" in reason for reason in failures.values())
+
+    faults(path_prefix=urlsplit(marked.url).path, kind="noai")
+    counts, _ = store_from_flickr(config, settings, [marked], catalog, tmp_path, honour_no_ai=False)
+    assert counts["stored"] == 1, "an operator may decide to take marked files"
