@@ -8,6 +8,10 @@ pinned in the connection or else the published archive's (torchvision's);
 members are read as a stream, never unpacked to disk, and every member path is checked (links, devices,
 `..` and absolute paths refuse the archive). CMYK JPEGs and PNGs named `.JPEG` are kept byte for byte.
 
+A `plan` task downloads and verifies every archive once, then divides the run into `parts` mapped `ingest`
+tasks: ILSVRC's tars by ranges of their members (groups of class tars for train), Imagenette by split. A
+corrupt class tar fails only the part that reads it, naming it; a retried part adds nothing twice.
+
 Connection `imagenet_default`: host = dump host base URL. Emits `raw_images`.
 """
 
@@ -18,7 +22,8 @@ from datetime import UTC, datetime
 from airflow.sdk import Param, dag
 
 from colorflow_alerts import task_defaults
-from colorflow_ingest import ingest_dump, summarize
+from colorflow_ingest import ingest_part, plan_dump, summarize
+from pipelines.fan_out import DUMP_PARTS
 
 
 @dag(
@@ -38,10 +43,11 @@ from colorflow_ingest import ingest_dump, summarize
         "splits": Param([], type="array", description="Splits to take (train, val); empty: all."),
         "classes": Param([], type="array", description="WordNet ids to take (e.g. n01440764); empty: all."),
         "max_images": Param(None, type=["null", "integer"], minimum=1, description="At most this many images."),
+        "parts": Param(DUMP_PARTS, type="integer", minimum=1, description="Mapped tasks the slice is divided into."),
     },
 )
 def ingest_imagenet() -> None:
-    summarize([ingest_dump(source="imagenet")])
+    summarize(ingest_part.partial(source="imagenet").expand(part=plan_dump(source="imagenet")))
 
 
 ingest_imagenet()

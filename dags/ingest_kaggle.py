@@ -6,6 +6,8 @@ Lab): lists its files through the Kaggle API, downloads the arrays from their si
 HTTP Range resume and md5 checks, verifies shapes and dtypes (`allow_pickle=False`, memory-mapped), and
 stores each sample as a Lab array, with no detour through RGB or JPEG, so it goes on to the shards as is.
 
+A Kaggle dataset is one part: its samples need rows of several arrays at once.
+
 Connection `kaggle_default`: host = API base URL, login = username, password = key (or `KAGGLE_USERNAME` /
 `KAGGLE_KEY`). Emits `raw_images`.
 """
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from airflow.sdk import Param, dag
 
 from colorflow_alerts import task_defaults
-from colorflow_ingest import ingest_dump, summarize
+from colorflow_ingest import ingest_part, plan_dump, summarize
 
 
 @dag(
@@ -36,7 +38,7 @@ from colorflow_ingest import ingest_dump, summarize
     },
 )
 def ingest_kaggle() -> None:
-    summarize([ingest_dump(source="kaggle")])
+    summarize(ingest_part.partial(source="kaggle").expand(part=plan_dump(source="kaggle")))
 
 
 ingest_kaggle()

@@ -114,6 +114,57 @@ def iter_tar(
             raise CorruptArchive(f"unreadable tar stream ({error})", archive=label) from error
 
 
+@dataclass(frozen=True)
+class TarMember:
+    """Where one regular file of an uncompressed tar keeps its bytes, so that a part of a 140 GB archive is
+    read without the rest."""
+
+    name: str
+    offset: int  # of its data, from the start of the archive
+    size: int
+
+
+def index_tar(
+    source: Path | BinaryIO, limits: ArchiveLimits = DEFAULT_LIMITS, label: str | None = None
+) -> list[TarMember]:
+    """The regular files of an uncompressed tar, header by header, seeking past every member's data.
+
+    The same rules as `iter_tar` hold (names, kinds, sizes, totals, a cut-off header or member is corrupt);
+    no single read may exceed `max_header_bytes`, since only headers are read. A gzip-compressed tar cannot
+    be indexed (it cannot be seeked): read it with `iter_tar`.
+    """
+    label = label or _describe(source)
+    with source.open("rb") if isinstance(source, Path) else nullcontext(source) as stream:
+        if stream.read(len(GZIP_MAGIC)) == GZIP_MAGIC:
+            raise CorruptArchive("a compressed tar cannot be read by member ranges", archive=label)
+        end = stream.seek(0, 2)
+        stream.seek(0)
+        try:
+            return _index_tar(_HeaderReads(stream, limits.max_header_bytes, label), end, limits, label)
+        except (tarfile.TarError, EOFError) as error:
+            raise CorruptArchive(f"unreadable tar ({error})", archive=label) from error
+
+
+def read_member(stream: BinaryIO, member: TarMember, label: str | None = None) -> bytes:
+    """The bytes of an indexed member; `CorruptArchive` when the file ends before them."""
+    stream.seek(member.offset)
+    data = stream.read(member.size)
+    if len(data) != member.size:
+        raise CorruptArchive(f"member cut off after {len(data)} of {member.size} bytes", label, member.name)
+    return data
+
+
+def list_zip(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS, label: str | None = None) -> list[tuple[str, int]]:
+    """The regular files of a zip (name, inflated size) in central-directory order, once all passed the checks
+    `iter_zip` makes: what a plan divides into member ranges."""
+    label = label or str(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [(name, info.file_size) for info, name in _checked_zip_entries(archive, limits, label)]
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise CorruptArchive(f"unreadable zip ({error})", archive=label) from error
+
+
 def iter_zip(
     path: Path,
     limits: ArchiveLimits = DEFAULT_LIMITS,
@@ -215,6 +266,34 @@ def _read_tar(
     logger.info("Read %d members (%d yielded, %d bytes) from %s", members, yielded, total_bytes, label or "a stream")
 
 
+def _index_tar(stream: BinaryIO, end: int, limits: ArchiveLimits, label: str | None) -> list[TarMember]:
+    found: list[TarMember] = []
+    members = total_bytes = 0
+    with tarfile.open(fileobj=stream, mode="r:", tarinfo=_StrictTarInfo) as tar:
+        while (info := tar.next()) is not None:
+            tar.members.clear()
+            members += 1
+            if members > limits.max_members:
+                raise UnsafeArchive(f"more than {limits.max_members} members", label, info.name)
+            if info.isdir():
+                if info.name not in (".", "./"):
+                    _checked_name(info.name, label)
+                continue
+            name = _checked_name(info.name, label)
+            if not info.isreg():
+                raise UnsafeArchive(f"{_tar_kind(info)} members are not allowed", label, name)
+            if info.size > limits.max_member_bytes:
+                raise UnsafeArchive(f"{info.size} bytes, over the {limits.max_member_bytes} limit", label, name)
+            total_bytes += info.size
+            if total_bytes > limits.max_total_bytes:
+                raise UnsafeArchive(f"inflates past {limits.max_total_bytes} bytes in total", label, name)
+            if info.offset_data + info.size > end:
+                raise CorruptArchive(f"member cut off at byte {end} of the archive", label, name)
+            found.append(TarMember(name, info.offset_data, info.size))
+    logger.info("Indexed %d members (%d files, %d bytes) of %s", members, len(found), total_bytes, label or "a tar")
+    return found
+
+
 def _checked_zip_entries(
     archive: zipfile.ZipFile, limits: ArchiveLimits, label: str | None
 ) -> list[tuple[zipfile.ZipInfo, str]]:
@@ -298,6 +377,25 @@ class _Prefixed:
             return self._stream.read(size)
         data, self._head = self._head[:size], self._head[size:]
         return data if len(data) == size else data + self._stream.read(size - len(data))
+
+
+class _HeaderReads:
+    """A seekable archive whose reads are bounded: indexing reads headers only, so a larger read is a pax or
+    long-name header declaring a size meant to exhaust memory."""
+
+    def __init__(self, stream: BinaryIO, max_read: int, label: str | None) -> None:
+        self._stream, self._max_read, self._label = stream, max_read, label
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0 or size > self._max_read:
+            raise UnsafeArchive("a tar header larger than max_header_bytes", self._label)
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
 
 
 class _Metered:

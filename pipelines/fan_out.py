@@ -12,6 +12,9 @@ logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 
+# How many mapped tasks a dump run is divided into unless its params say: every worker slot of a node busy.
+DUMP_PARTS = 16
+
 
 def batched(items: Sequence[Item], batch_size: int) -> list[list[Item]]:
     """`items` in order, cut into lists of `batch_size` (the last may be shorter)."""

@@ -1,5 +1,6 @@
 """Tasks every ingestion DAG shares: discovering a web source's photos for the run's window, storing a batch
-of them, taking a slice of a dataset dump, and the run's totals (which publish the `raw_images` asset).
+of them, planning a slice of a dataset dump and storing its parts, and the run's totals (which publish the
+`raw_images` asset).
 
 Each task names its source; the source itself is found through `pipelines.sources.contract`, whose
 Protocols say what every source provides.
@@ -63,18 +64,35 @@ def summarize(counts: list[dict[str, int]]) -> dict[str, int]:
     return add_counts(counts)
 
 
-@task(task_id="ingest")
-def ingest_dump(source: str) -> dict[str, int]:
-    """Download one dataset dump, resumably and verified, and store the slice the run's params ask for.
+@task(task_id="plan")
+def plan_dump(source: str) -> list[dict[str, Any]]:
+    """Download one dataset dump, resumably and verified, and divide the slice the run's params ask for into
+    parts for the mapped `ingest` tasks.
 
     The download lives in a fixed work folder, so a retry after a kill resumes it where it stopped. A hostile
     or corrupt archive fails at once: retrying cannot make it safe.
     """
     from pipelines.archives import ArchiveError
-    from pipelines.catalog import open_catalog
     from pipelines.settings import get_settings
     from pipelines.sources.contract import dump_source
     from pipelines.sources.dumps import work_dir
+    from pipelines.sources.web import SourceUnavailable
+
+    params = get_current_context()["params"]
+    with fail_fast(SourceUnavailable, ArchiveError):
+        dump = dump_source(source)
+        client = _client(dump, params["connection_id"])
+        return [part.as_dict() for part in dump.plan(client, work_dir(get_settings(), source), params)]
+
+
+@task(task_id="ingest")
+def ingest_part(source: str, part: dict[str, Any]) -> dict[str, int]:
+    """Store one planned part of a dump (a mapped task); a corrupt inner archive fails this part alone."""
+    from pipelines.archives import ArchiveError
+    from pipelines.catalog import open_catalog
+    from pipelines.settings import get_settings
+    from pipelines.sources.contract import dump_source
+    from pipelines.sources.dumps import DumpPart, work_dir
     from pipelines.sources.web import SourceUnavailable
     from pipelines.storage import open_store
 
@@ -82,11 +100,12 @@ def ingest_dump(source: str) -> dict[str, int]:
     params = context["params"]
     with fail_fast(SourceUnavailable, ArchiveError):
         dump = dump_source(source)
-        return dump.ingest(
+        return dump.ingest_part(
             _client(dump, params["connection_id"]),
             open_store(),
             open_catalog(),
             context["run_id"],
             work_dir(get_settings(), source),
             params,
+            DumpPart(**part),
         )

@@ -21,6 +21,7 @@ SERVICE_MODULES = (
     "sandbox.instagram",
     "sandbox.files",
     "sandbox.imagenet",
+    "sandbox.large_dump",
     "sandbox.coco",
     "sandbox.kaggle",
 )

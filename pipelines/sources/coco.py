@@ -21,11 +21,12 @@ when one of its annotations has a wanted category), and `max_images`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,16 +34,16 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from pipelines.archives import ArchiveEntry, iter_zip
+from pipelines.archives import ArchiveEntry, iter_zip, list_zip
 from pipelines.catalog import Catalog, Sighting, SightingRecord
-from pipelines.downloads import DownloadResult
+from pipelines.fan_out import DUMP_PARTS
 from pipelines.http import HttpClient, redact_url
 from pipelines.licenses import from_url
 from pipelines.settings import Settings
 from pipelines.sources import dumps
 from pipelines.sources import flickr as flickr_source
 from pipelines.sources.contract import Dump
-from pipelines.sources.dumps import EVERYTHING, DumpHost, Subset
+from pipelines.sources.dumps import EVERYTHING, DumpHost, DumpPart, Subset
 from pipelines.sources.web import SourceUnavailable
 from pipelines.storage import ObjectStore
 
@@ -119,6 +120,86 @@ def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"subset": Subset.from_params(params.get("splits"), params.get("classes"), params.get("max_images"))}
 
 
+def plan(
+    config: CocoConfig,
+    http: HttpClient,
+    work_dir: Path,
+    *,
+    subset: Subset = EVERYTHING,
+    parts: int = DUMP_PARTS,
+    annotations: str = ANNOTATIONS,
+) -> tuple[list[DumpPart], Counter[str]]:
+    """Download the annotations and the zips of the subset's splits and verify them all, then divide each
+    zip's wanted members into ranges; the sightings of each split's wanted images are written beside the zip
+    once, so that no part parses COCO's annotations (448 MB for train2017) again. Returns the parts and what
+    the downloads did."""
+    subset.check(SPLITS, "COCO 2017")
+    splits = [split for split in SPLITS if subset.wants_split(split)]
+    annotations_url = config.url(f"annotations/{annotations}.zip")
+    annotations_label = redact_url(annotations_url)
+    # Every zip of the run is downloaded and verified before the first image is registered, and the class
+    # names are checked before the image zips (19 GB for train2017) are downloaded.
+    annotations_zip = dumps.fetch_verified(config, http, annotations_url, work_dir)
+    if subset.classes is not None:
+        _check_classes(subset.classes, read_annotations(annotations_zip.path, splits[0], annotations_label))
+    zips = {split: dumps.fetch_verified(config, http, config.url(f"zips/{split}.zip"), work_dir) for split in splits}
+
+    members: dict[str, tuple[list[tuple[str, int]], dict[str, list[Any]]]] = {}
+    for split, result in zips.items():
+        index = read_annotations(annotations_zip.path, split, annotations_label)
+        wanted = _sightings_by_member(index, subset)
+        _sightings_file(work_dir, split, subset).write_text(json.dumps(wanted))
+        members[split] = (list_zip(result.path, label=redact_url(config.url(f"zips/{split}.zip"))), wanted)
+    size = dumps.part_bytes(
+        sum(size for listing, wanted in members.values() for name, size in listing if name in wanted), parts
+    )
+    planned: list[DumpPart] = []
+    budget = subset.max_images
+    for split, (listing, wanted) in members.items():
+        sizes = [size if name in wanted else 0 for name, size in listing]
+        found, budget = dumps.divide(config.url(f"zips/{split}.zip"), sizes, size, budget, lambda _: 1)
+        planned += found
+        if budget == 0:
+            break
+    return planned, dumps.download_counts([annotations_zip, *zips.values()])
+
+
+def ingest_part(
+    config: CocoConfig,
+    http: HttpClient,
+    store: ObjectStore,
+    catalog: Catalog,
+    run_id: str,
+    work_dir: Path,
+    part: DumpPart,
+    *,
+    subset: Subset = EVERYTHING,
+) -> dict[str, int]:
+    """Store one planned range of a split zip's members, with the sightings the plan wrote for them."""
+    path, url = dumps.planned_archive(work_dir, part), part.archive_url
+    split = dumps.archive_file_name(url).removesuffix(".zip")
+    wanted: dict[str, list[Any]] = json.loads(_sightings_file(work_dir, split, subset).read_text())
+    in_range = [name for name, _ in list_zip(path, label=redact_url(url))[part.first : part.stop]]
+    taken = {name for name in in_range if name in wanted}
+
+    def to_sighting(member: ArchiveEntry) -> SightingRecord:
+        image_id, flickr_url, license, license_text = wanted[member.name]
+        return SightingRecord(
+            source=SOURCE,
+            source_id=str(image_id),
+            url=dumps.member_url(url, member.name),
+            page_url=flickr_url or None,
+            license=license,
+            license_text=license_text,
+        )
+
+    members = iter_zip(path, wanted=taken.__contains__, label=redact_url(url))
+    counts = Counter(dumps.store_members(members, to_sighting, store, catalog, run_id, part.take))
+    counts["skipped"] += len(in_range) - len(taken)
+    logger.info("COCO %s: %s", part.label, dict(counts))
+    return dict(counts)
+
+
 def ingest(
     config: CocoConfig,
     http: HttpClient,
@@ -130,34 +211,29 @@ def ingest(
     subset: Subset = EVERYTHING,
     annotations: str = ANNOTATIONS,
 ) -> dict[str, int]:
-    """Download the annotations and the zips of the subset's splits, verify them all, then store the subset's
-    images with their licenses and Flickr origins; returns counts (stored, already_known, skipped,
-    objects_written, and what the downloads did)."""
-    subset.check(SPLITS, "COCO 2017")
-    splits = [split for split in SPLITS if subset.wants_split(split)]
-    annotations_url = config.url(f"annotations/{annotations}.zip")
-    annotations_label = redact_url(annotations_url)
-    # Every zip of the run is downloaded and verified before the first image is registered, and the class
-    # names are checked before the image zips (19 GB for train2017) are downloaded.
-    annotations_zip = dumps.fetch_verified(config, http, annotations_url, work_dir)
-    if subset.classes is not None:
-        _check_classes(subset.classes, read_annotations(annotations_zip.path, splits[0], annotations_label))
-    zips: dict[str, tuple[str, DownloadResult]] = {}
-    for split in splits:
-        url = config.url(f"zips/{split}.zip")
-        zips[split] = (url, dumps.fetch_verified(config, http, url, work_dir))
-
-    counts: Counter[str] = dumps.download_counts([annotations_zip, *(result for _, result in zips.values())])
-    for split, (url, result) in zips.items():
-        remaining = dumps.remaining(subset, counts)
-        if remaining == 0:
-            break
-        index = read_annotations(annotations_zip.path, split, annotations_label)
-        members = iter_zip(result.path, label=redact_url(url))
-        to_sighting = _sighting(index, url, subset)
-        counts.update(dumps.store_members(members, to_sighting, store, catalog, run_id, remaining))
-    logger.info("COCO %s: %s", ", ".join(splits), dict(counts))
+    """A whole run in one process: the plan, then its parts in order; returns counts (stored,
+    already_known, skipped, objects_written, and what the downloads did)."""
+    planned, counts = plan(config, http, work_dir, subset=subset, annotations=annotations)
+    for part in planned:
+        counts.update(ingest_part(config, http, store, catalog, run_id, work_dir, part, subset=subset))
+    logger.info("COCO: %s", dict(counts))
     return dict(counts)
+
+
+def _sightings_file(work_dir: Path, split: str, subset: Subset) -> Path:
+    """Where a split's wanted sightings are kept for the parts, named by the class subset that chose them."""
+    classes = hashlib.sha256(json.dumps(sorted(subset.classes or ())).encode()).hexdigest()[:12]
+    return work_dir / f"{split}.{classes if subset.classes else 'all'}.sightings.json"
+
+
+def _sightings_by_member(index: Annotations, subset: Subset) -> dict[str, list[Any]]:
+    """Member name -> [image id, flickr_url, license term, COCO's license name] for the images the annotations
+    describe that are in the subset's classes: id, license (from its URL) and Flickr origin as COCO gives them."""
+    wanted = {}
+    for name, record in index.images.items():
+        if index.in_classes(record["id"], subset.classes):
+            wanted[name] = [record["id"], record.get("flickr_url"), *index.license(record.get("license"))]
+    return wanted
 
 
 def _check_classes(classes: tuple[str, ...], index: Annotations) -> None:
@@ -165,27 +241,6 @@ def _check_classes(classes: tuple[str, ...], index: Annotations) -> None:
     if unknown:
         known = ", ".join(sorted(index.category_names))
         raise ValueError(f"COCO has no category {', '.join(unknown)} (it has {known})")
-
-
-def _sighting(index: Annotations, url: str, subset: Subset) -> Callable[[ArchiveEntry], SightingRecord | None]:
-    """Sightings of a split zip's members that the annotations describe and that are in the subset's classes:
-    id, license (from its URL, with COCO's name) and Flickr origin as the annotations give them."""
-
-    def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
-        record = index.images.get(member.name)
-        if record is None or not index.in_classes(record["id"], subset.classes):
-            return None
-        license, license_text = index.license(record.get("license"))
-        return SightingRecord(
-            source=SOURCE,
-            source_id=str(record["id"]),
-            url=dumps.member_url(url, member.name),
-            page_url=record.get("flickr_url") or None,
-            license=license,
-            license_text=license_text,
-        )
-
-    return to_sighting
 
 
 def read_annotations(path: Path, split: str, label: str | None = None) -> Annotations:
@@ -227,4 +282,4 @@ def _records(document: Any, key: str, fields: Iterable[str]) -> list[dict[str, A
     return records
 
 
-CONNECTOR = Dump(CocoConfig.from_connection, client, SOURCE, ingest, ingest_options)
+CONNECTOR = Dump(CocoConfig.from_connection, client, SOURCE, plan, ingest_part, ingest_options)

@@ -4,8 +4,9 @@ Two kinds of source, one Protocol each:
 
 - a `WebSource` is searched for a time window and fetched photo by photo (Unsplash, Flickr, Instagram):
   `discover` runs in one task, and mapped tasks `fetch` and store its candidates;
-- a `DumpSource` is a published dataset taken a slice at a time (ImageNet, COCO, Kaggle): `ingest` downloads
-  it resumably into a work folder and stores the slice the run's params ask for.
+- a `DumpSource` is a published dataset taken a slice at a time (ImageNet, COCO, Kaggle): `plan` downloads
+  it resumably into a work folder, verifies it and divides the slice the run's params ask for into parts,
+  and mapped tasks `ingest_part` each store one.
 
 Both start from `connect`, which turns an Airflow connection (duck-typed: Airflow is not imported here) and
 the settings into a `SourceClient`. `pipelines/sources/README.md` lists the steps to add a source.
@@ -13,16 +14,22 @@ the settings into a `SourceClient`. `pipelines/sources/README.md` lists the step
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pipelines.catalog import Catalog
+from pipelines.fan_out import DUMP_PARTS
 from pipelines.http import HttpClient
 from pipelines.settings import Settings
+from pipelines.sources.dumps import DumpPart
 from pipelines.sources.web import Candidate, Window
 from pipelines.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
 
 
 class ConnectionLike(Protocol):
@@ -96,6 +103,24 @@ class DumpSource(Protocol):
         """The client for a connection; raises ValueError naming what the connection lacks."""
         ...
 
+    def plan(self, client: SourceClient, work_area: Path, params: Mapping[str, Any]) -> list[DumpPart]:
+        """Download into `work_area` (a retry resumes there) and verify what the run reads, then divide the
+        slice `params` asks for into parts for mapped tasks."""
+        ...
+
+    def ingest_part(
+        self,
+        client: SourceClient,
+        store: ObjectStore,
+        catalog: Catalog,
+        run_id: str,
+        work_area: Path,
+        params: Mapping[str, Any],
+        part: DumpPart,
+    ) -> dict[str, int]:
+        """Store one planned part from the verified downloads in `work_area`; counts."""
+        ...
+
     def ingest(
         self,
         client: SourceClient,
@@ -105,7 +130,7 @@ class DumpSource(Protocol):
         work_area: Path,
         params: Mapping[str, Any],
     ) -> dict[str, int]:
-        """Download into `work_area` (a retry resumes there) and store the slice `params` asks for; counts."""
+        """The plan and all its parts in one process; counts."""
         ...
 
 
@@ -140,12 +165,33 @@ class WebService(Connection):
 
 @dataclass(frozen=True)
 class Dump(Connection):
-    """A `DumpSource` made of a connector module's functions: `ingest_slice` takes the keyword arguments
-    `options` reads from the run's params."""
+    """A `DumpSource` made of a connector module's functions: `plan_slice` and `store_part` take the keyword
+    arguments `options` reads from the run's params (`plan_slice` also `parts`)."""
 
     name: str
-    ingest_slice: Callable[..., dict[str, int]]
+    plan_slice: Callable[..., tuple[list[DumpPart], Counter[str]]]
+    store_part: Callable[..., dict[str, int]]
     options: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+    def plan(self, client: SourceClient, work_area: Path, params: Mapping[str, Any]) -> list[DumpPart]:
+        parts = int(params.get("parts") or DUMP_PARTS)
+        planned, downloads = self.plan_slice(client.config, client.http, work_area, parts=parts, **self.options(params))
+        logger.info("%s: %d parts planned; downloads: %s", self.name, len(planned), dict(downloads))
+        return planned
+
+    def ingest_part(
+        self,
+        client: SourceClient,
+        store: ObjectStore,
+        catalog: Catalog,
+        run_id: str,
+        work_area: Path,
+        params: Mapping[str, Any],
+        part: DumpPart,
+    ) -> dict[str, int]:
+        return self.store_part(
+            client.config, client.http, store, catalog, run_id, work_area, part, **self.options(params)
+        )
 
     def ingest(
         self,
@@ -156,7 +202,10 @@ class Dump(Connection):
         work_area: Path,
         params: Mapping[str, Any],
     ) -> dict[str, int]:
-        return self.ingest_slice(client.config, client.http, store, catalog, run_id, work_area, **self.options(params))
+        counts: Counter[str] = Counter()
+        for part in self.plan(client, work_area, params):
+            counts.update(self.ingest_part(client, store, catalog, run_id, work_area, params, part))
+        return dict(counts)
 
 
 def web_source(name: str) -> WebSource:

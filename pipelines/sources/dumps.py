@@ -16,6 +16,10 @@ large archive, verifies it, and then reads its members in order. So:
 - Source ids already in the catalog are skipped in batches, so a rerun reads the archive again but writes
   nothing, and `max_images` counts every member taken into the slice (stored now or already known): the
   slice is the first `max_images` wanted members, the same on every run, and a rerun adds nothing.
+- A run fans out: one task plans it (downloads and verifies every archive, then divides the members into
+  `DumpPart`s of about equal bytes, each holding the share of `max_images` its members hold in order), and
+  mapped tasks each store one part. A part that fails (a corrupt inner tar) fails alone, naming what it
+  read; a retried part finds what it stored before in place and adds nothing twice.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
@@ -33,7 +37,7 @@ from pipelines.archives import ArchiveEntry
 from pipelines.catalog import Catalog, SightingRecord
 from pipelines.downloads import DownloadResult, download
 from pipelines.http import HttpClient, HttpPolicy, redact_url
-from pipelines.raw_zone import ingest_photo
+from pipelines.raw_zone import RawZoneWriter
 from pipelines.settings import Settings
 from pipelines.storage import ObjectStore
 
@@ -153,6 +157,86 @@ class Subset:
 EVERYTHING = Subset()  # the whole dump: every split, every class, no limit
 
 
+@dataclass(frozen=True)
+class DumpPart:
+    """One mapped task's share of a run: members `first` to `stop` (in the archive's own order) of one
+    verified archive, or its members of one `split` when the archive cannot be read by ranges (a .tgz), and
+    at most `take` of them into the slice. Travels between tasks as a dict (`asdict`, `DumpPart(**...)`)."""
+
+    archive_url: str
+    first: int = 0
+    stop: int | None = None
+    split: str | None = None
+    take: int | None = None
+
+    @property
+    def label(self) -> str:
+        """What a log line or an error names this part by."""
+        where = f"members {self.first} to {self.stop}" if self.stop is not None else f"split {self.split or 'all'}"
+        return f"{redact_url(self.archive_url)} ({where})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def divide(
+    archive_url: str,
+    sizes: Sequence[int],
+    part_bytes: float,
+    budget: int | None = None,
+    wanted: Callable[[int], int] | None = None,
+) -> tuple[list[DumpPart], int | None]:
+    """An archive's members (by `sizes`, in order; 0 for members the run does not want) as contiguous parts
+    of about `part_bytes` each. With a `budget` of images, only the members holding the slice's first
+    `budget` wanted members are planned (`wanted(i)` counts member i's), each part taking what its members
+    hold and the last one what is left of the budget; returns the parts and the budget still unspent."""
+    count = len(sizes)
+    takes: list[int] = []
+    if budget is not None:
+        if wanted is None:
+            raise ValueError("a budget of images needs a count of what each member holds")
+        left = budget
+        count = 0
+        while count < len(sizes) and left > 0:
+            held = wanted(count) if sizes[count] else 0
+            takes.append(min(held, left))
+            left -= takes[-1]
+            count += 1
+    parts: list[DumpPart] = []
+    first, filled, total = 0, 0, 0
+    for index in range(count):
+        filled += sizes[index]
+        total += sizes[index]
+        # A part closes where the next member's middle would pass the next multiple of `part_bytes`.
+        following = sizes[index + 1] / 2 if index + 1 < count else 0
+        if total + following > (len(parts) + 1) * part_bytes or index == count - 1:
+            take = sum(takes[first : index + 1]) if budget is not None else None
+            if filled or take:
+                parts.append(DumpPart(archive_url, first, index + 1, take=take))
+            elif parts:  # members with nothing to take join the part before, which counts them as skipped
+                parts[-1] = replace(parts[-1], stop=index + 1)
+            else:
+                continue  # ... or the part after
+            first, filled = index + 1, 0
+    spent = sum(takes)
+    return [part for part in parts if part.take != 0], (None if budget is None else budget - spent)
+
+
+def part_bytes(total_bytes: int, parts: int) -> float:
+    """The bytes each of `parts` parts should hold for a run of `total_bytes`."""
+    if parts < 1:
+        raise ValueError(f"a run needs at least one part, got {parts}")
+    return max(1, total_bytes) / parts
+
+
+def planned_archive(work_area: Path, part: DumpPart) -> Path:
+    """The verified download a part reads: the plan put it in the work area, and a part never downloads."""
+    path = work_area / archive_file_name(part.archive_url)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {part.label} reads what the run's plan downloaded")
+    return path
+
+
 def work_dir(settings: Settings, source: str) -> Path:
     """The folder a source's downloads go to: `<home>/work/<source>`, the same path on every try, so a task
     retried after being killed mid-download finds its `.part` file and continues it."""
@@ -231,42 +315,51 @@ def store_members(
 
     Returns counts: `stored` (new sightings), `already_known` (taken but seen before), `skipped` (not taken:
     outside the subset or the layout), `objects_written` (new objects in the lake). Reading stops once
-    `max_images` members were taken, so the rest of the archive is never read.
+    `max_images` members were taken, so the rest of the archive is never read. Rows are recorded a batch at
+    a time, after the batch's objects.
     """
     counts: Counter[str] = Counter(stored=0, already_known=0, skipped=0, objects_written=0)
     if max_images is not None and max_images < 1:
         return dict(counts)
     batch: list[tuple[ArchiveEntry, SightingRecord]] = []
     taken = 0
-    for member in members:
-        sighting = to_sighting(member)
-        if sighting is None:
-            counts["skipped"] += 1
-            continue
-        batch.append((member, sighting))
-        taken += 1
-        if len(batch) >= batch_size:
-            _store_batch(batch, store, catalog, run_id, counts)
-            batch.clear()
-        if max_images is not None and taken >= max_images:
-            break
-    _store_batch(batch, store, catalog, run_id, counts)
+    with RawZoneWriter(store, catalog, run_id, batch_size) as writer:
+        for member in members:
+            sighting = to_sighting(member)
+            if sighting is None:
+                counts["skipped"] += 1
+                continue
+            batch.append((member, sighting))
+            taken += 1
+            if len(batch) >= batch_size:
+                _store_batch(batch, writer, catalog, counts)
+                batch.clear()
+            if max_images is not None and taken >= max_images:
+                break
+        _store_batch(batch, writer, catalog, counts)
     logger.info("took %d archive members: %s", taken, dict(counts))
     return dict(counts)
 
 
 def _store_batch(
-    batch: list[tuple[ArchiveEntry, SightingRecord]], store: ObjectStore, catalog: Catalog, run_id: str, counts: Counter
+    batch: list[tuple[ArchiveEntry, SightingRecord]], writer: RawZoneWriter, catalog: Catalog, counts: Counter
 ) -> None:
     known: set[tuple[str, str]] = set()
     for source in {sighting.source for _, sighting in batch}:
         ids = [sighting.source_id for _, sighting in batch if sighting.source == source]
         known.update((source, source_id) for source_id in catalog.known_source_ids(source, ids))
+    before = Counter(writer.counts)
+    new = 0
     for member, sighting in batch:
         if (sighting.source, sighting.source_id) in known:
             counts["already_known"] += 1
             continue
-        outcome = ingest_photo(store, catalog, member.data, sighting, run_id, name_hint=member.name)
-        # A source id met twice in one archive is stored once; the second counts as already known.
-        counts["stored" if outcome.sighting_added else "already_known"] += 1
-        counts["objects_written"] += outcome.object_written
+        # A source id met twice in one batch is stored once; the second counts as already known.
+        known.add((sighting.source, sighting.source_id))
+        writer.add(member.data, sighting, name_hint=member.name)
+        new += 1
+    writer.flush()
+    added = writer.counts["sightings_added"] - before["sightings_added"]
+    counts["stored"] += added
+    counts["already_known"] += new - added
+    counts["objects_written"] += writer.counts["objects_written"] - before["objects_written"]

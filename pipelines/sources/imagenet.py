@@ -30,17 +30,18 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
-from pipelines.archives import ArchiveEntry, iter_tar
+from pipelines.archives import ArchiveEntry, TarMember, index_tar, iter_tar, read_member
 from pipelines.catalog import Catalog, SightingRecord
-from pipelines.downloads import DownloadResult
+from pipelines.fan_out import DUMP_PARTS
 from pipelines.http import HttpClient, redact_url
 from pipelines.settings import Settings
 from pipelines.sources import dumps
 from pipelines.sources.contract import Dump
-from pipelines.sources.dumps import EVERYTHING, DumpHost, Subset
+from pipelines.sources.dumps import EVERYTHING, DumpHost, DumpPart, Subset
 from pipelines.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,81 @@ def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def plan(
+    config: ImageNetConfig,
+    http: HttpClient,
+    work_dir: Path,
+    *,
+    archive: str = DEFAULT_ARCHIVE,
+    subset: Subset = EVERYTHING,
+    parts: int = DUMP_PARTS,
+) -> tuple[list[DumpPart], Counter[str]]:
+    """Download and verify every archive the run reads, then divide its images into about `parts` parts:
+    ILSVRC's tars by ranges of their members (class tars for train), Imagenette's .tgz by split. Returns the
+    parts and what the downloads did."""
+    _check(archive, subset)
+    if archive != ILSVRC:
+        url = config.url(f"{archive}.tgz")
+        downloaded = dumps.fetch_verified(config, http, url, work_dir)
+        splits = [split for split in SPLITS if subset.wants_split(split)]
+        if subset.max_images is not None:  # the slice is the first images of the stream, whatever their split
+            planned = [DumpPart(url, take=subset.max_images)]
+        else:
+            planned = [DumpPart(url, split=split) for split in splits]
+        return planned, dumps.download_counts([downloaded])
+
+    splits = [split for split in SPLITS if subset.wants_split(split)]
+    if "val" in splits and subset.classes is not None:
+        logger.info("ILSVRC2012 val images carry no class in the archive: the class subset leaves them out")
+        splits.remove("val")
+    # Every tar of the run is downloaded and verified before the first image is registered.
+    urls = {split: config.ilsvrc(f"{ILSVRC}_img_{split}.tar") for split in splits}
+    downloads = {split: dumps.fetch_verified(config, http, url, work_dir) for split, url in urls.items()}
+    indexes = {split: _wanted_sizes(split, result.path, subset) for split, result in downloads.items()}
+    size = dumps.part_bytes(sum(sum(sizes) for _, sizes in indexes.values()), parts)
+    planned, budget = [], subset.max_images
+    for split, (members, sizes) in indexes.items():
+        images_in = partial(_images_in, split, downloads[split].path, members)
+        found, budget = dumps.divide(urls[split], sizes, size, budget, images_in)
+        planned += found
+        if budget == 0:
+            break
+    return planned, dumps.download_counts(downloads.values())
+
+
+def ingest_part(
+    config: ImageNetConfig,
+    http: HttpClient,
+    store: ObjectStore,
+    catalog: Catalog,
+    run_id: str,
+    work_dir: Path,
+    part: DumpPart,
+    *,
+    archive: str = DEFAULT_ARCHIVE,
+    subset: Subset = EVERYTHING,
+) -> dict[str, int]:
+    """Store one planned part's images: the members it names of an archive the plan verified."""
+    path, url = dumps.planned_archive(work_dir, part), part.archive_url
+    label = redact_url(url)
+    if archive != ILSVRC:
+
+        def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
+            match = IMAGENETTE_MEMBER.fullmatch(member.name)
+            if match is None or match["variant"] != archive or not subset.wants(match["split"], match["wnid"]):
+                return None
+            return _sighting(member.name, dumps.member_url(url, member.name))
+
+        members: Iterator[ArchiveEntry] = iter_tar(path, wanted=partial(_in_split_part, part, subset), label=label)
+    elif dumps.archive_file_name(url) == f"{ILSVRC}_img_train.tar":
+        members, to_sighting = _class_tar_members(path, label, subset, part), _train_sighting(url, subset)
+    else:
+        members, to_sighting = _ranged_members(path, label, part), _val_sighting(url)
+    counts = dumps.store_members(members, to_sighting, store, catalog, run_id, part.take)
+    logger.info("ImageNet %s: %s", part.label, counts)
+    return counts
+
+
 def ingest(
     config: ImageNetConfig,
     http: HttpClient,
@@ -113,78 +189,59 @@ def ingest(
     archive: str = DEFAULT_ARCHIVE,
     subset: Subset = EVERYTHING,
 ) -> dict[str, int]:
-    """Download `archive` (an Imagenette variant or "ILSVRC2012"), verify it, and store the `subset` of its
-    images; returns counts (stored, already_known, skipped, objects_written, and what the downloads did)."""
+    """A whole run in one process: the plan, then its parts in order; returns counts (stored,
+    already_known, skipped, objects_written, and what the downloads did)."""
+    planned, counts = plan(config, http, work_dir, archive=archive, subset=subset)
+    for part in planned:
+        counts.update(ingest_part(config, http, store, catalog, run_id, work_dir, part, archive=archive, subset=subset))
+    logger.info("ImageNet %s: %s", archive, dict(counts))
+    return dict(counts)
+
+
+def _check(archive: str, subset: Subset) -> None:
     if archive not in ARCHIVES:
         raise ValueError(f"unknown ImageNet archive {archive!r}; choose one of {', '.join(ARCHIVES)}")
     subset.check(SPLITS, f"ImageNet ({archive})")
     bad_classes = [label for label in subset.classes or () if not WNID.fullmatch(label)]
     if bad_classes:
         raise ValueError(f"ImageNet classes are wnids such as n01440764, not {', '.join(bad_classes)}")
-    if archive == ILSVRC:
-        counts = _ingest_ilsvrc(config, http, store, catalog, run_id, work_dir, subset)
-    else:
-        counts = _ingest_imagenette(config, http, store, catalog, run_id, work_dir, archive, subset)
-    logger.info("ImageNet %s: %s", archive, counts)
-    return counts
 
 
-def _ingest_imagenette(
-    config: ImageNetConfig,
-    http: HttpClient,
-    store: ObjectStore,
-    catalog: Catalog,
-    run_id: str,
-    work_dir: Path,
-    variant: str,
-    subset: Subset,
-) -> dict[str, int]:
-    url = config.url(f"{variant}.tgz")
-    downloaded = dumps.fetch_verified(config, http, url, work_dir)
-
-    def to_sighting(member: ArchiveEntry) -> SightingRecord | None:
-        match = IMAGENETTE_MEMBER.fullmatch(member.name)
-        if match is None or match["variant"] != variant or not subset.wants(match["split"], match["wnid"]):
-            return None
-        return _sighting(member.name, dumps.member_url(url, member.name))
-
-    members = iter_tar(downloaded.path, label=redact_url(url))
-    counts = dumps.download_counts([downloaded])
-    counts.update(dumps.store_members(members, to_sighting, store, catalog, run_id, subset.max_images))
-    return dict(counts)
+def _images_in(split: str, path: Path, members: list[TarMember], index: int) -> int:
+    """How many images of the layout member `index` of an ILSVRC tar holds: a val file is one, a class tar
+    is counted by its headers (only for a run with `max_images`, which plans the members it needs)."""
+    if split == "val":
+        return 1
+    member = members[index]
+    with path.open("rb") as stream:
+        class_tar = io.BytesIO(read_member(stream, member))
+    return sum(1 for inner in index_tar(class_tar) if ILSVRC_TRAIN_MEMBER.fullmatch(f"{member.name}/{inner.name}"))
 
 
-def _ingest_ilsvrc(
-    config: ImageNetConfig,
-    http: HttpClient,
-    store: ObjectStore,
-    catalog: Catalog,
-    run_id: str,
-    work_dir: Path,
-    subset: Subset,
-) -> dict[str, int]:
-    splits = [split for split in SPLITS if subset.wants_split(split)]
-    if "val" in splits and subset.classes is not None:
-        logger.info("ILSVRC2012 val images carry no class in the archive: the class subset leaves them out")
-        splits.remove("val")
-    # Every tar of the run is downloaded and verified before the first image is registered.
-    downloads: dict[str, tuple[str, DownloadResult]] = {}
-    for split in splits:
-        url = config.ilsvrc(f"{ILSVRC}_img_{split}.tar")
-        downloads[split] = (url, dumps.fetch_verified(config, http, url, work_dir))
+def _in_split_part(part: DumpPart, subset: Subset, name: str) -> bool:
+    """Whether an Imagenette member is read by `part`: the members of its split, and for the first wanted
+    split's part also those in no split (the label CSV), which are counted as skipped once."""
+    if part.split is None:
+        return True
+    segments = name.split("/")
+    split = segments[1] if len(segments) > 2 else None
+    if split in SPLITS:
+        return split == part.split
+    return part.split == next(split for split in SPLITS if subset.wants_split(split))
 
-    counts: Counter[str] = dumps.download_counts(result for _, result in downloads.values())
-    for split, (url, result) in downloads.items():
-        remaining = dumps.remaining(subset, counts)
-        if remaining == 0:
-            break
-        label = redact_url(url)
-        if split == "train":
-            members, to_sighting = _class_tar_members(result.path, label, subset), _train_sighting(url, subset)
-        else:
-            members, to_sighting = iter_tar(result.path, label=label), _val_sighting(url)
-        counts.update(dumps.store_members(members, to_sighting, store, catalog, run_id, remaining))
-    return dict(counts)
+
+def _wanted_sizes(split: str, path: Path, subset: Subset) -> tuple[list[TarMember], list[int]]:
+    """An ILSVRC tar's members, and the bytes of each the run reads (0 for a class tar outside the subset
+    or a file outside the layout)."""
+    members = index_tar(path, label=str(path.name))
+    if split == "train":
+        return members, [member.size if _wanted_class_tar(member.name, subset) else 0 for member in members]
+    return members, [member.size if ILSVRC_VAL_MEMBER.fullmatch(member.name) else 0 for member in members]
+
+
+def _wanted_class_tar(name: str, subset: Subset) -> bool:
+    match = ILSVRC_CLASS_TAR.fullmatch(name)
+    return match is not None and subset.wants_class(match["wnid"])
 
 
 def _train_sighting(url: str, subset: Subset) -> Callable[[ArchiveEntry], SightingRecord | None]:
@@ -210,22 +267,28 @@ def _val_sighting(url: str) -> Callable[[ArchiveEntry], SightingRecord | None]:
     return to_sighting
 
 
-def _class_tar_members(path: Path, label: str, subset: Subset) -> Iterator[ArchiveEntry]:
-    """The images of ILSVRC's train tar, named `<wnid>.tar/<file>`: each wanted per-class tar is read from
-    the outer stream into memory (about 150 MB) and streamed in turn; unwanted classes are never held."""
+def _class_tar_members(path: Path, label: str, subset: Subset, part: DumpPart) -> Iterator[ArchiveEntry]:
+    """The images of a part of ILSVRC's train tar, named `<wnid>.tar/<file>`: each wanted per-class tar of
+    the part is read into memory (about 150 MB) by its offset and streamed in turn; a corrupt one fails the
+    part naming it, and unwanted classes are never read."""
+    with path.open("rb") as stream:
+        for class_tar in index_tar(stream, label=label)[part.first : part.stop]:
+            if not _wanted_class_tar(class_tar.name, subset):
+                continue
+            inner = io.BytesIO(read_member(stream, class_tar, label))
+            for member in iter_tar(inner, label=f"{label}#{class_tar.name}"):
+                yield ArchiveEntry(name=f"{class_tar.name}/{member.name}", size=member.size, data=member.data)
 
-    def wanted(name: str) -> bool:
-        match = ILSVRC_CLASS_TAR.fullmatch(name)
-        return match is not None and subset.wants_class(match["wnid"])
 
-    for class_tar in iter_tar(path, wanted=wanted, label=label):
-        inner_label = f"{label}#{class_tar.name}"
-        for member in iter_tar(io.BytesIO(class_tar.data), label=inner_label):
-            yield ArchiveEntry(name=f"{class_tar.name}/{member.name}", size=member.size, data=member.data)
+def _ranged_members(path: Path, label: str, part: DumpPart) -> Iterator[ArchiveEntry]:
+    """The members of a part of a flat tar, read by their offsets."""
+    with path.open("rb") as stream:
+        for member in index_tar(stream, label=label)[part.first : part.stop]:
+            yield ArchiveEntry(name=member.name, size=member.size, data=read_member(stream, member, label))
 
 
 def _sighting(source_id: str, url: str) -> SightingRecord:
     return SightingRecord(source=SOURCE, source_id=source_id, url=url, license_text=LICENSE_TEXT)
 
 
-CONNECTOR = Dump(ImageNetConfig.from_connection, client, SOURCE, ingest, ingest_options)
+CONNECTOR = Dump(ImageNetConfig.from_connection, client, SOURCE, plan, ingest_part, ingest_options)

@@ -51,9 +51,10 @@ from pipelines.downloads import DownloadResult, download
 from pipelines.http import HttpClient, HttpError, HttpPolicy, UnexpectedContentType
 from pipelines.lab import lab8_from_opencv_channels, lab8_to_npy, read_npy_header
 from pipelines.licenses import from_spdx
-from pipelines.raw_zone import ingest_photo
+from pipelines.raw_zone import RawZoneWriter
 from pipelines.settings import Settings
 from pipelines.sources.contract import Dump
+from pipelines.sources.dumps import DumpPart
 from pipelines.sources.web import SourceUnavailable
 from pipelines.storage import ObjectStore
 
@@ -441,29 +442,28 @@ def ingest(
 
     page = config.dataset_page(dataset)
     index = 0
-    for ab in needed:
-        ab_values = arrays[ab.name]
-        for local in range(ab.shape[0]):
-            if index >= wanted:
-                break
-            sample = lab8_from_opencv_channels(arrays[L_FILE][index], ab_values[local])
-            sighting = SightingRecord(
-                source=SOURCE,
-                source_id=f"{dataset}/{index}",
-                url=f"{page}#{index}",
-                page_url=page,
-                author=owner,
-                author_url=f"{config.web_url}/{owner}",
-                license=license,
-                license_text=license_text,
-            )
-            outcome = ingest_photo(store, catalog, lab8_to_npy(sample), sighting, run_id, name_hint=SAMPLE_NAME)
-            tally["objects_written"] += outcome.object_written
-            tally["images_added"] += outcome.image_added
-            tally["sightings_added"] += outcome.sighting_added
-            index += 1
-            if index % LOG_EVERY == 0:
-                logger.info("%s: %d of %d samples stored", dataset, index, wanted)
+    with RawZoneWriter(store, catalog, run_id) as writer:
+        for ab in needed:
+            ab_values = arrays[ab.name]
+            for local in range(ab.shape[0]):
+                if index >= wanted:
+                    break
+                sample = lab8_from_opencv_channels(arrays[L_FILE][index], ab_values[local])
+                sighting = SightingRecord(
+                    source=SOURCE,
+                    source_id=f"{dataset}/{index}",
+                    url=f"{page}#{index}",
+                    page_url=page,
+                    author=owner,
+                    author_url=f"{config.web_url}/{owner}",
+                    license=license,
+                    license_text=license_text,
+                )
+                writer.add(lab8_to_npy(sample), sighting, name_hint=SAMPLE_NAME)
+                index += 1
+                if index % LOG_EVERY == 0:
+                    logger.info("%s: %d of %d samples stored", dataset, index, wanted)
+    tally.update(writer.counts)
     tally["samples"] = index
     logger.info("%s: %d samples, %s", dataset, index, dict(tally))
     return {
@@ -486,4 +486,29 @@ def ingest_options(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"dataset": params["dataset"], "max_images": params.get("max_images")}
 
 
-CONNECTOR = Dump(KaggleConfig.from_connection, client, SOURCE, ingest, ingest_options)
+def plan(
+    config: KaggleConfig, http: HttpClient, work_dir: Path, *, dataset: str, max_images: int | None, parts: int
+) -> tuple[list[DumpPart], Counter[str]]:
+    """A Kaggle dataset of Lab arrays is one part: its samples are rows spread over a lightness array and
+    several ab arrays, all of which a sample needs, so the part downloads and stores them itself."""
+    split_dataset(dataset)  # a malformed name fails the plan, not the part
+    return [DumpPart(config.dataset_page(dataset), take=max_images)], Counter()
+
+
+def ingest_part(
+    config: KaggleConfig,
+    http: HttpClient,
+    store: ObjectStore,
+    catalog: Catalog,
+    run_id: str,
+    work_dir: Path,
+    part: DumpPart,
+    *,
+    dataset: str,
+    max_images: int | None,
+) -> dict[str, int]:
+    """The one part of a Kaggle run: the whole `ingest`."""
+    return ingest(config, http, store, catalog, run_id, work_dir, dataset=dataset, max_images=max_images)
+
+
+CONNECTOR = Dump(KaggleConfig.from_connection, client, SOURCE, plan, ingest_part, ingest_options)

@@ -15,7 +15,7 @@ from pathlib import Path
 from pipelines.catalog import Catalog, SightingRecord
 from pipelines.fan_out import batched
 from pipelines.licenses import from_term
-from pipelines.raw_zone import content_digest, ingest_photo
+from pipelines.raw_zone import RawZoneWriter, content_digest
 from pipelines.settings import Settings, get_settings
 from pipelines.storage import ObjectStore
 
@@ -123,30 +123,29 @@ def ingest_files(
     to the batch.
     """
     counts: Counter[str] = Counter()
-    for path in paths:
-        path = Path(path)
-        try:
-            refusal = _refusal(path)
-            data = b"" if refusal else path.read_bytes()
-        except OSError as error:
-            refusal = f"cannot read: {error.strerror or error}"
-        if refusal:
-            logger.error("skipping %s: %s", path, refusal)
-            catalog.add_fetch_failure(SOURCE, str(path), path.absolute().as_uri(), refusal, run_id)
-            counts["unreadable"] += 1
-            continue
-        digest = content_digest(data)
-        sighting = SightingRecord(
-            source=SOURCE,
-            source_id=digest,
-            url=path.resolve().as_uri(),
-            license=from_term(license),
-            license_text=license,
-        )
-        outcome = ingest_photo(store, catalog, data, sighting, run_id, name_hint=path.name, sha256=digest)
-        counts["offered"] += 1
-        counts["objects_written"] += outcome.object_written
-        counts["images_added"] += outcome.image_added
-        counts["sightings_added"] += outcome.sighting_added
-        logger.info("%s -> %s%s", path, outcome.key, "" if outcome.object_written else " (already stored)")
+    with RawZoneWriter(store, catalog, run_id) as writer:
+        for path in paths:
+            path = Path(path)
+            try:
+                refusal = _refusal(path)
+                data = b"" if refusal else path.read_bytes()
+            except OSError as error:
+                refusal = f"cannot read: {error.strerror or error}"
+            if refusal:
+                logger.error("skipping %s: %s", path, refusal)
+                catalog.add_fetch_failure(SOURCE, str(path), path.absolute().as_uri(), refusal, run_id)
+                counts["unreadable"] += 1
+                continue
+            digest = content_digest(data)
+            sighting = SightingRecord(
+                source=SOURCE,
+                source_id=digest,
+                url=path.resolve().as_uri(),
+                license=from_term(license),
+                license_text=license,
+            )
+            stored = writer.add(data, sighting, name_hint=path.name, sha256=digest)
+            counts["offered"] += 1
+            logger.info("%s -> %s%s", path, stored.image.raw_key, "" if stored.object_written else " (already stored)")
+    counts.update(writer.counts)
     return dict(counts)

@@ -12,6 +12,8 @@ import gzip
 import hashlib
 import io
 import json
+import multiprocessing
+import os
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -357,3 +359,117 @@ def test_a_truncated_archive_with_a_matching_checksum_is_corrupt(config, http, s
     )
     with pytest.raises(CorruptArchive, match=r"imagenette2-160\.tgz"):
         imagenet.ingest(pinned, http, store, catalog, "run-1", work)
+
+
+@pytest.fixture
+def generated(sandbox_url: str):
+    """A config for a generated ILSVRC-style train tar of the sandbox (`<classes>x<per class>[-corrupt<n>]`),
+    pinned to the md5 its manifest gives."""
+
+    def config_for(name: str) -> imagenet.ImageNetConfig:
+        folder = f"{sandbox_url}/imagenet/generated/{name}"
+        manifest = requests.get(f"{folder}/manifest.json", timeout=120).json()
+        return imagenet.ImageNetConfig(
+            base_url=f"{sandbox_url}/imagenet",
+            ilsvrc_url=folder,
+            checksums={"ILSVRC2012_img_train.tar": manifest["md5"]},
+        )
+
+    return config_for
+
+
+TRAIN_ONLY = Subset(splits=("train",))
+
+
+def test_the_train_tar_fans_out_by_class_tars_and_the_parts_add_up(
+    generated, http, store: FileStore, catalog: Catalog, work: Path
+) -> None:
+    config = generated("6x5")
+    parts, downloads = imagenet.plan(config, http, work, archive="ILSVRC2012", subset=TRAIN_ONLY, parts=3)
+    assert [part.first for part in parts] == [0, parts[0].stop, parts[1].stop] and parts[2].stop == 6
+    assert {part.take for part in parts} == {None}
+    assert downloads["archive_bytes"] > 0
+
+    def store_parts(run_id: str) -> list[dict[str, int]]:
+        return [
+            imagenet.ingest_part(
+                config, http, store, catalog, run_id, work, part, archive="ILSVRC2012", subset=TRAIN_ONLY
+            )
+            for part in parts
+        ]
+
+    assert [counts["stored"] for counts in store_parts("run-1")] == [10, 10, 10]
+    assert [(counts["stored"], counts["already_known"]) for counts in store_parts("run-2")] == [(0, 10)] * 3
+    objects, images, rows = lake_state(store, catalog)
+    assert len(objects) == images == rows == 30
+
+
+def test_max_images_is_spread_over_the_parts_exactly(
+    generated, http, store: FileStore, catalog: Catalog, work: Path
+) -> None:
+    config = generated("6x5")
+    sliced = Subset(splits=("train",), max_images=12)
+    parts, _ = imagenet.plan(config, http, work, archive="ILSVRC2012", subset=sliced, parts=6)
+    assert [(part.first, part.stop, part.take) for part in parts] == [(0, 1, 5), (1, 2, 5), (2, 3, 2)]
+    for part in parts:
+        imagenet.ingest_part(config, http, store, catalog, "run-1", work, part, archive="ILSVRC2012", subset=sliced)
+    assert {row.source_id.rsplit("/", 2)[1] for row in sightings(catalog)} == {f"n9000000{n}" for n in range(3)}
+    assert len(sightings(catalog)) == 12
+
+
+def test_a_corrupt_class_tar_fails_only_its_own_part_naming_it(
+    generated, http, store: FileStore, catalog: Catalog, work: Path
+) -> None:
+    config = generated("6x5-corrupt2")
+    parts, _ = imagenet.plan(config, http, work, archive="ILSVRC2012", subset=TRAIN_ONLY, parts=3)
+    outcomes: list[int | str] = []
+    for part in parts:
+        try:
+            counts = imagenet.ingest_part(
+                config, http, store, catalog, "run-1", work, part, archive="ILSVRC2012", subset=TRAIN_ONLY
+            )
+            outcomes.append(counts["stored"])
+        except CorruptArchive as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[2] == 10
+    assert "ILSVRC2012_img_train.tar#n90000002.tar" in str(outcomes[1])
+    objects, images, rows = lake_state(store, catalog)
+    assert len(objects) >= images == rows >= 20  # whatever the failed part recorded has its object
+
+
+def test_a_killed_part_resumes_with_nothing_doubled(
+    generated, http, store: FileStore, catalog: Catalog, work: Path, tmp_path: Path
+) -> None:
+    """The part's process dies (no cleanup, as under SIGKILL) after writing 15 objects and no rows; its retry
+    records every image once and writes only the objects that were missing."""
+    config = generated("6x5")
+    parts, _ = imagenet.plan(config, http, work, archive="ILSVRC2012", subset=TRAIN_ONLY, parts=1)
+
+    class DyingStore(FileStore):
+        written = 0
+
+        def put_if_absent(self, key: str, data: bytes) -> bool:
+            if DyingStore.written == 15:
+                os._exit(137)
+            DyingStore.written += 1
+            return super().put_if_absent(key, data)
+
+    def killed_try() -> None:
+        dying, fresh_catalog = DyingStore(tmp_path / "lake"), Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+        imagenet.ingest_part(
+            config, http, dying, fresh_catalog, "run-1", work, parts[0], archive="ILSVRC2012", subset=TRAIN_ONLY
+        )
+
+    process = multiprocessing.get_context("fork").Process(target=killed_try)
+    process.start()
+    process.join(120)
+    assert process.exitcode == 137
+    objects, images, rows = lake_state(store, catalog)
+    assert (len(objects), images, rows) == (15, 0, 0)
+
+    retry = imagenet.ingest_part(
+        config, http, store, catalog, "run-1", work, parts[0], archive="ILSVRC2012", subset=TRAIN_ONLY
+    )
+    assert (retry["stored"], retry["objects_written"]) == (30, 15)
+    objects, images, rows = lake_state(store, catalog)
+    assert len(objects) == images == rows == 30
