@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import lake_audit, loader, quality, storage, train_throughput, transform
+from bench import ingest, lake_audit, loader, quality, storage, train_throughput, transform
 
 BENCHMARKS = {
     "storage": storage.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "transform": transform.main,
     "loader": loader.main,
     "lake_audit": lake_audit.main,
+    "ingest": ingest.main,
     "train_throughput": lambda: train_throughput.main([]),
 }
 

@@ -223,6 +223,10 @@ class AirflowClient:
             return "\n".join(line.get("event", "") if isinstance(line, dict) else str(line) for line in content)
         return str(content)
 
+    def set_pool_slots(self, pool: str, slots: int) -> None:
+        """How many tasks of `pool` may run at once (`default_pool` holds every task that names none)."""
+        self._call("PATCH", f"pools/{pool}", params={"update_mask": "slots"}, json={"name": pool, "slots": slots})
+
     def put_connection(self, connection_id: str, **fields: Any) -> None:
         """Create or replace a connection (stored in Airflow's metadata database)."""
         body = {"connection_id": connection_id, **fields}

@@ -238,21 +238,11 @@ def _read_tar(
             # A stream-mode TarFile keeps every TarInfo it has read; over 1.28 M ILSVRC members that is gigabytes.
             tar.members.clear()
             members += 1
-            if members > limits.max_members:
-                raise UnsafeArchive(f"more than {limits.max_members} members", label, info.name)
-            if info.isdir():
-                if info.name not in (".", "./"):  # the archive root, as `tar -C dir .` writes it
-                    _checked_name(info.name, label)
+            name = _checked_tar_member(info, members, total_bytes, limits, label)
+            if name is None:
                 metered.allow(limits.max_header_bytes)
                 continue
-            name = _checked_name(info.name, label)
-            if not info.isreg():
-                raise UnsafeArchive(f"{_tar_kind(info)} members are not allowed", label, name)
-            if info.size > limits.max_member_bytes:
-                raise UnsafeArchive(f"{info.size} bytes, over the {limits.max_member_bytes} limit", label, name)
             total_bytes += info.size
-            if total_bytes > limits.max_total_bytes:
-                raise UnsafeArchive(f"inflates past {limits.max_total_bytes} bytes in total", label, name)
             metered.allow(limits.max_header_bytes + _tar_blocks(info.size))
             if wanted is None or wanted(name):
                 member_file = tar.extractfile(info)
@@ -273,25 +263,36 @@ def _index_tar(stream: BinaryIO, end: int, limits: ArchiveLimits, label: str | N
         while (info := tar.next()) is not None:
             tar.members.clear()
             members += 1
-            if members > limits.max_members:
-                raise UnsafeArchive(f"more than {limits.max_members} members", label, info.name)
-            if info.isdir():
-                if info.name not in (".", "./"):
-                    _checked_name(info.name, label)
+            name = _checked_tar_member(info, members, total_bytes, limits, label)
+            if name is None:
                 continue
-            name = _checked_name(info.name, label)
-            if not info.isreg():
-                raise UnsafeArchive(f"{_tar_kind(info)} members are not allowed", label, name)
-            if info.size > limits.max_member_bytes:
-                raise UnsafeArchive(f"{info.size} bytes, over the {limits.max_member_bytes} limit", label, name)
             total_bytes += info.size
-            if total_bytes > limits.max_total_bytes:
-                raise UnsafeArchive(f"inflates past {limits.max_total_bytes} bytes in total", label, name)
             if info.offset_data + info.size > end:
                 raise CorruptArchive(f"member cut off at byte {end} of the archive", label, name)
             found.append(TarMember(name, info.offset_data, info.size))
     logger.info("Indexed %d members (%d files, %d bytes) of %s", members, len(found), total_bytes, label or "a tar")
     return found
+
+
+def _checked_tar_member(
+    info: tarfile.TarInfo, members: int, total_bytes: int, limits: ArchiveLimits, label: str | None
+) -> str | None:
+    """The checked name of the `members`-th member, a regular file within the limits after `total_bytes`
+    of earlier ones; None for a directory; `UnsafeArchive` for anything else."""
+    if members > limits.max_members:
+        raise UnsafeArchive(f"more than {limits.max_members} members", label, info.name)
+    if info.isdir():
+        if info.name not in (".", "./"):  # the archive root, as `tar -C dir .` writes it
+            _checked_name(info.name, label)
+        return None
+    name = _checked_name(info.name, label)
+    if not info.isreg():
+        raise UnsafeArchive(f"{_tar_kind(info)} members are not allowed", label, name)
+    if info.size > limits.max_member_bytes:
+        raise UnsafeArchive(f"{info.size} bytes, over the {limits.max_member_bytes} limit", label, name)
+    if total_bytes + info.size > limits.max_total_bytes:
+        raise UnsafeArchive(f"inflates past {limits.max_total_bytes} bytes in total", label, name)
+    return name
 
 
 def _checked_zip_entries(

@@ -28,6 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,11 +214,12 @@ def ingest(
 ) -> dict[str, int]:
     """A whole run in one process: the plan, then its parts in order; returns counts (stored,
     already_known, skipped, objects_written, and what the downloads did)."""
-    planned, counts = plan(config, http, work_dir, subset=subset, annotations=annotations)
-    for part in planned:
-        counts.update(ingest_part(config, http, store, catalog, run_id, work_dir, part, subset=subset))
-    logger.info("COCO: %s", dict(counts))
-    return dict(counts)
+    counts = dumps.in_one_process(
+        plan(config, http, work_dir, subset=subset, annotations=annotations),
+        partial(ingest_part, config, http, store, catalog, run_id, work_dir, subset=subset),
+    )
+    logger.info("COCO: %s", counts)
+    return counts
 
 
 def _sightings_file(work_dir: Path, split: str, subset: Subset) -> Path:

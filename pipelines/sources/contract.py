@@ -18,6 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,7 +26,7 @@ from pipelines.catalog import Catalog
 from pipelines.fan_out import DUMP_PARTS
 from pipelines.http import HttpClient
 from pipelines.settings import Settings
-from pipelines.sources.dumps import DumpPart
+from pipelines.sources.dumps import DumpPart, in_one_process
 from pipelines.sources.web import Candidate, Window
 from pipelines.storage import ObjectStore
 
@@ -202,10 +203,8 @@ class Dump(Connection):
         work_area: Path,
         params: Mapping[str, Any],
     ) -> dict[str, int]:
-        counts: Counter[str] = Counter()
-        for part in self.plan(client, work_area, params):
-            counts.update(self.ingest_part(client, store, catalog, run_id, work_area, params, part))
-        return dict(counts)
+        store_part = partial(self.ingest_part, client, store, catalog, run_id, work_area, params)
+        return in_one_process((self.plan(client, work_area, params), Counter()), store_part)
 
 
 def web_source(name: str) -> WebSource:

@@ -229,6 +229,16 @@ def part_bytes(total_bytes: int, parts: int) -> float:
     return max(1, total_bytes) / parts
 
 
+def in_one_process(
+    planned: tuple[list[DumpPart], Counter[str]], store_part: Callable[[DumpPart], dict[str, int]]
+) -> dict[str, int]:
+    """A whole run without Airflow: every planned part stored in turn, the counts added to the plan's."""
+    parts, counts = planned
+    for part in parts:
+        counts.update(store_part(part))
+    return dict(counts)
+
+
 def planned_archive(work_area: Path, part: DumpPart) -> Path:
     """The verified download a part reads: the plan put it in the work area, and a part never downloads."""
     path = work_area / archive_file_name(part.archive_url)

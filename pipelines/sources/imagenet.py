@@ -191,11 +191,12 @@ def ingest(
 ) -> dict[str, int]:
     """A whole run in one process: the plan, then its parts in order; returns counts (stored,
     already_known, skipped, objects_written, and what the downloads did)."""
-    planned, counts = plan(config, http, work_dir, archive=archive, subset=subset)
-    for part in planned:
-        counts.update(ingest_part(config, http, store, catalog, run_id, work_dir, part, archive=archive, subset=subset))
-    logger.info("ImageNet %s: %s", archive, dict(counts))
-    return dict(counts)
+    counts = dumps.in_one_process(
+        plan(config, http, work_dir, archive=archive, subset=subset),
+        partial(ingest_part, config, http, store, catalog, run_id, work_dir, archive=archive, subset=subset),
+    )
+    logger.info("ImageNet %s: %s", archive, counts)
+    return counts
 
 
 def _check(archive: str, subset: Subset) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 from sqlalchemy import select
 
+from bench.load import TASK_TITLE
 from embedded.airflow_api import AirflowClient
 from embedded.polling import wait_until
 from pipelines.catalog import Base, open_catalog
@@ -22,8 +23,6 @@ from pipelines.settings import Settings
 from pipelines.shards import latest_version
 from pipelines.storage import open_store
 
-# Airflow titles the process running a task instance's code `airflow worker -- <task instance id>`.
-TASK_TITLE = "airflow worker -- "
 # Written anew by every run on purpose (a run's own report); everything else must not change on a rerun.
 PER_RUN_PREFIXES = ("reports/",)
 

@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import psutil
 import pytest
 from sqlalchemy import func, select
 
+from bench.load import TaskMemory, photos_in_window
 from embedded import services
 from embedded.airflow_api import AirflowClient
 from pipelines.catalog import FetchFailure, Image, Sighting, open_catalog
-from pipelines.licenses import DEFAULT_ALLOWED, from_url
 from pipelines.settings import Settings
-from pipelines.sources.flickr import SIZE_LADDER
 from pipelines.storage import open_store
-from sandbox.flickr import LICENSES, URL_EXTRAS, FlickrCatalogue
-from sandbox.library import PhotoLibrary
-from tests.drills.audit import TASK_TITLE, audit_after_fault
+from tests.drills.audit import audit_after_fault
 from tests.stacks import private_stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow_drill]
@@ -60,47 +54,6 @@ def load_stack() -> Iterator[tuple[Settings, AirflowClient]]:
         shutil.rmtree(settings.home, ignore_errors=True)
 
 
-@dataclass
-class TaskMemory:
-    """Samples the resident memory of every Airflow task process while the load runs."""
-
-    peak_task_bytes: int = 0
-    peak_all_tasks_bytes: int = 0
-    most_tasks_at_once: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.5):
-            sizes = []
-            for process in psutil.process_iter(["cmdline", "memory_info"]):
-                if " ".join(process.info["cmdline"] or []).startswith(TASK_TITLE) and process.info["memory_info"]:
-                    sizes.append(process.info["memory_info"].rss)
-            self.peak_task_bytes = max([self.peak_task_bytes, *sizes])
-            self.peak_all_tasks_bytes = max(self.peak_all_tasks_bytes, sum(sizes))
-            self.most_tasks_at_once = max(self.most_tasks_at_once, len(sizes))
-
-    def __enter__(self) -> TaskMemory:
-        threading.Thread(target=self._sample, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-
-
-def photos_in_window(start: datetime, end: datetime) -> set[str]:
-    """The Flickr ids of the photos the backfill should collect: tagged, under an allowed license, in time,
-    with a size the search lists."""
-    catalogue = FlickrCatalogue(PhotoLibrary())
-    return {
-        photo.id
-        for photo in catalogue.photos
-        if start.timestamp() <= photo.uploaded_at < end.timestamp()
-        and TAG in photo.tags
-        and from_url(LICENSES[photo.license][1]) in DEFAULT_ALLOWED
-        and any(catalogue.has_size(photo, URL_EXTRAS[size]) for size in SIZE_LADDER)
-    }
-
-
 @pytest.mark.timeout(2400)  # about nine minutes on two cores, with the stack's start
 @pytest.mark.drill("load", f"{LOAD_PHOTOS:,} photos in one backfill of ingest_flickr ({DAYS} days)")
 def test_five_thousand_photos_in_one_backfill(
@@ -112,7 +65,7 @@ def test_five_thousand_photos_in_one_backfill(
     # twenty days before it.
     first_day, last_day = today - timedelta(days=DAYS + 1), today - timedelta(days=2)
     monkeypatch.setenv("COLORFLOW_SANDBOX_VARIANTS", str(VARIANTS))
-    expected = photos_in_window(first_day, last_day + timedelta(days=1))
+    expected = photos_in_window(first_day, last_day + timedelta(days=1), TAG)
     assert len(expected) >= LOAD_PHOTOS, f"the sandbox's window holds only {len(expected)} photos"
 
     airflow.wait_for_dag("ingest_flickr")
