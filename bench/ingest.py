@@ -53,16 +53,20 @@ from pipelines.storage import open_store
 from sandbox.large_dump import MANIFEST, LargeDump, generated_folder
 from sandbox.library import PhotoLibrary
 
-DAYS = 20
-VARIANTS = 1600  # 14,400 library photos; twenty days of them under allowed licenses are over 5,000
+DAYS = 22
+VARIANTS = 1600  # 14,400 library photos over 30 days; 22 days of them under allowed licenses are over 5,000
+WEB_PHOTOS = 5000
 TAG = "color"
-BATCH_SIZE = 200
+BATCH_SIZE = 500  # photos per mapped store task: each Airflow task costs seconds of start-up
+# Downloads in flight per task and to the one image host: img2dataset keeps about 64 per process.
+FLICKR_LIMITS = {"concurrent_fetches": 32, "max_per_host": 32}
 LATENCY_MS = 200
 FLOOR_THREADS = 64
 DUMPS = ("100x100", "500x100")
 PARTS_PER_WORKER = 4
 PROBE_UNITS = 4
 CONNECTION = "imagenet_generated"
+FLICKR_CONNECTION = "flickr_bench"
 
 
 def log(message: str) -> None:
@@ -100,16 +104,25 @@ def web(settings: StackSettings, airflow: AirflowClient, scratch: Path) -> dict[
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first_day, last_day = today - timedelta(days=DAYS + 1), today - timedelta(days=2)
     expected = photos_in_window(first_day, last_day + timedelta(days=1), TAG)
+    if len(expected) < WEB_PHOTOS:
+        raise RuntimeError(f"the sandbox's window holds only {len(expected)} photos; widen DAYS")
+    flickr = json.loads(services.sandbox_connections(settings)["AIRFLOW_CONN_FLICKR_DEFAULT"])
+    airflow.put_connection(FLICKR_CONNECTION, **flickr, extra=json.dumps(FLICKR_LIMITS))
     airflow.wait_for_dag("ingest_flickr")
     airflow.unpause("ingest_flickr")
     log(f"backfilling ingest_flickr over {DAYS} days: {len(expected):,} photos at {LATENCY_MS} ms each")
+    conf = {"tags": [TAG], "limit": 1000, "batch_size": BATCH_SIZE, "connection_id": FLICKR_CONNECTION}
     started = time.monotonic()
     with TaskMemory() as memory:
-        backfill = airflow.backfill("ingest_flickr", first_day, last_day, conf={"tags": [TAG], "limit": 1000})
+        backfill = airflow.backfill("ingest_flickr", first_day, last_day, conf=conf)
         runs = airflow.wait_for_backfill(backfill, timeout_s=3600)
     elapsed = time.monotonic() - started
     airflow.pause("ingest_flickr")
     airflow.wait_until_idle("ingest_flickr")
+    task_seconds: dict[str, float] = {}
+    for run in runs:
+        for task in airflow.task_instances("ingest_flickr", run["dag_run_id"]):
+            task_seconds[task["task_id"]] = task_seconds.get(task["task_id"], 0.0) + (task["duration"] or 0.0)
     with open_catalog(settings).session() as session:
         seen = list(session.scalars(select(Sighting.source_id).where(Sighting.source == "flickr")))
         urls = list(session.scalars(select(Sighting.url).where(Sighting.source_id.in_(expected))))
@@ -132,6 +145,10 @@ def web(settings: StackSettings, airflow: AirflowClient, scratch: Path) -> dict[
         "web_peak_task_rss_mib": round(memory.peak_task_bytes / 2**20),
         "web_most_tasks_at_once": memory.most_tasks_at_once,
         "web_lost_or_doubled": lost + doubled,
+        "web_task_seconds": {task_id: round(seconds, 1) for task_id, seconds in task_seconds.items()},
+        "web_photos_per_store_task_second": round(len(set(seen)) / task_seconds.get("store", elapsed), 1),
+        "web_fetch_limits": FLICKR_LIMITS,
+        "web_batch_size": BATCH_SIZE,
         "latency_ms": LATENCY_MS,
     }
 
@@ -204,6 +221,7 @@ def dump_run(settings: StackSettings, airflow: AirflowClient, dump: LargeDump, w
 def dumps(settings: StackSettings, airflow: AirflowClient, library: PhotoLibrary) -> dict[str, Any]:
     airflow.wait_for_dag("ingest_imagenet")
     airflow.unpause("ingest_imagenet")
+    airflow.wait_until_idle("ingest_imagenet")  # the scheduled run of the month, with its default params
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for name in DUMPS:
         dump = LargeDump.parse(name)

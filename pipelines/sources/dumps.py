@@ -300,13 +300,6 @@ def download_counts(results: Iterable[DownloadResult]) -> Counter[str]:
     return counts
 
 
-def remaining(subset: Subset, counts: Mapping[str, int]) -> int | None:
-    """How many more images the subset's slice takes after `counts` of earlier archives (None: no limit)."""
-    if subset.max_images is None:
-        return None
-    return max(0, subset.max_images - counts.get("stored", 0) - counts.get("already_known", 0))
-
-
 def member_url(archive_url: str, member_name: str) -> str:
     """Where a member's bytes came from: the archive's URL with the member's path as the fragment."""
     return f"{archive_url}#{member_name}"
