@@ -44,6 +44,7 @@ TRAIN_TAR = "ILSVRC2012_img_train.tar"
 MANIFEST = "manifest.json"
 SMALLEST_SIDE, LARGEST_SIDE = 160, 500
 SIDES = LARGEST_SIDE - SMALLEST_SIDE + 1
+RECIPE = "scaled2"  # part of a built dump's folder name: a change of recipe must not serve old builds
 # Large enough for real ILSVRC's shape; the bound keeps a typo in a URL from filling the disk.
 MOST_IMAGES = 1_300_000
 NAME = re.compile(r"(?P<classes>[1-9]\d*)x(?P<per_class>[1-9]\d*)(?:-corrupt(?P<corrupt>\d+))?")
@@ -87,8 +88,8 @@ class LargeDump:
         return f"n{90_000_000 + class_index:08d}"
 
     def folder(self, generated: Path, library: PhotoLibrary) -> Path:
-        """Where this dump lies: its photos depend on the library's size, so that is part of the name."""
-        return generated / f"{self.name}-library{len(library.photos)}"
+        """Where this dump lies: its photos depend on the library's size and the recipe, so both are named."""
+        return generated / f"{self.name}-library{len(library.photos)}-{RECIPE}"
 
     def build(self, generated: Path, library: PhotoLibrary, workers: int | None = None) -> Path:
         """The train tar, built unless it is there already; its manifest is written beside it."""
@@ -153,8 +154,12 @@ def _class_tar(dump: LargeDump, class_index: int) -> bytes:
     files: list[tuple[str, bytes | None]] = []
     for index in range(dump.per_class):
         k = class_index * dump.per_class + index
-        image = _library.image(k // SIDES).copy()
-        image.thumbnail((SMALLEST_SIDE + k % SIDES,) * 2, Image.Resampling.BILINEAR)
+        image = _library.image(k // SIDES)
+        # Scaled to exactly this long side, up as well as down, so that no two photos share their bytes.
+        scale = (SMALLEST_SIDE + k % SIDES) / max(image.size)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
         files.append((f"{wnid}_{index + 1}.JPEG", encode(image, "JPEG")))
     data = tar_bytes(files)
     if class_index == dump.corrupt_class:

@@ -41,6 +41,21 @@ def test_a_generated_dump_has_ilsvrcs_layout_and_distinct_photos(tmp_path: Path,
     assert dump.build(tmp_path, library) == tar  # built once
 
 
+def test_every_photo_of_a_dump_is_distinct_even_past_the_library_photos_own_size(
+    tmp_path: Path, library: PhotoLibrary
+) -> None:
+    """Photo k is library photo k // 341 at long side 160 + k % 341: the second class here reaches 500 px,
+    larger than the library's photos, which are scaled up rather than repeated."""
+    tar = LargeDump.parse("2x341").build(tmp_path, library, workers=2)
+    with tarfile.open(tar) as outer:
+        digests = [
+            hashlib.sha256(member.data).digest()
+            for class_tar in outer.getmembers()
+            for member in iter_tar(io.BytesIO(outer.extractfile(class_tar).read()))
+        ]
+    assert len(set(digests)) == len(digests) == 682
+
+
 def test_names_say_the_shape_and_bad_ones_are_refused() -> None:
     assert LargeDump.parse("500x100") == LargeDump(500, 100)
     assert LargeDump.parse("6x5-corrupt2").name == "6x5-corrupt2"
