@@ -18,7 +18,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,7 +25,7 @@ from pipelines.catalog import Catalog
 from pipelines.fan_out import DUMP_PARTS
 from pipelines.http import HttpClient
 from pipelines.settings import Settings
-from pipelines.sources.dumps import DumpPart, in_one_process
+from pipelines.sources.dumps import DumpPart
 from pipelines.sources.web import Candidate, Window
 from pipelines.storage import ObjectStore
 
@@ -122,18 +121,6 @@ class DumpSource(Protocol):
         """Store one planned part from the verified downloads in `work_area`; counts."""
         ...
 
-    def ingest(
-        self,
-        client: SourceClient,
-        store: ObjectStore,
-        catalog: Catalog,
-        run_id: str,
-        work_area: Path,
-        params: Mapping[str, Any],
-    ) -> dict[str, int]:
-        """The plan and all its parts in one process; counts."""
-        ...
-
 
 @dataclass(frozen=True)
 class Connection:
@@ -193,18 +180,6 @@ class Dump(Connection):
         return self.store_part(
             client.config, client.http, store, catalog, run_id, work_area, part, **self.options(params)
         )
-
-    def ingest(
-        self,
-        client: SourceClient,
-        store: ObjectStore,
-        catalog: Catalog,
-        run_id: str,
-        work_area: Path,
-        params: Mapping[str, Any],
-    ) -> dict[str, int]:
-        store_part = partial(self.ingest_part, client, store, catalog, run_id, work_area, params)
-        return in_one_process((self.plan(client, work_area, params), Counter()), store_part)
 
 
 def web_source(name: str) -> WebSource:
