@@ -285,15 +285,17 @@ class Catalog:
 
         Rows go in key order, so concurrent writers of overlapping batches take the unique index's locks in the
         same order and wait for each other instead of deadlocking (PostgreSQL)."""
+        if not rows:
+            return []
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         rows = sorted(rows, key=lambda row: tuple(row[column] for column in key))
-        inserted: list[Any] = []
+        # One statement for the table, executed with many parameter sets: SQLAlchemy compiles it once and
+        # sends the rows as multi-row batches ("insertmanyvalues"), without building an ORM row per photo.
+        statement = (
+            dialect.insert(model.__table__).on_conflict_do_nothing(index_elements=key).returning(returned)
+        )
         with self.session() as session:
-            for start in range(0, len(rows), WRITE_CHUNK_ROWS):
-                statement = dialect.insert(model).values(rows[start : start + WRITE_CHUNK_ROWS])
-                statement = statement.on_conflict_do_nothing(index_elements=key).returning(returned)
-                inserted += session.scalars(statement).all()
-        return inserted
+            return list(session.connection().execute(statement, rows).scalars())
 
     def add_fetch_failure(self, source: str, source_id: str, url: str, reason: str, run_id: str) -> None:
         """Record that a candidate could not be fetched in this run (once per run, however often retried)."""
