@@ -186,6 +186,16 @@ def forget_dump(settings: StackSettings) -> None:
         store.delete(key)
 
 
+def most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
+    """How many of the spans overlapped at the busiest moment: whether the workers really ran side by side."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = busiest = 0
+    for _, change in events:
+        running += change
+        busiest = max(busiest, running)
+    return busiest
+
+
 def dump_run(settings: StackSettings, airflow: AirflowClient, dump: LargeDump, workers: int) -> dict[str, Any]:
     forget_dump(settings)
     airflow.set_pool_slots("default_pool", workers)
@@ -200,8 +210,8 @@ def dump_run(settings: StackSettings, airflow: AirflowClient, dump: LargeDump, w
     tasks = airflow.task_instances("ingest_imagenet", run_id)
     parts = [task for task in tasks if task["task_id"] == "ingest"]
     plan = next(task for task in tasks if task["task_id"] == "plan")
-    first = min(datetime.fromisoformat(task["start_date"]) for task in parts)
-    last = max(datetime.fromisoformat(task["end_date"]) for task in parts)
+    spans = [(datetime.fromisoformat(task["start_date"]), datetime.fromisoformat(task["end_date"])) for task in parts]
+    first, last = min(start for start, _ in spans), max(end for _, end in spans)
     span = (last - first).total_seconds()
     with open_catalog(settings).session() as session:
         rows = session.scalar(select(func.count()).select_from(Sighting).where(Sighting.source == "imagenet"))
@@ -211,6 +221,8 @@ def dump_run(settings: StackSettings, airflow: AirflowClient, dump: LargeDump, w
         "images": rows,
         "seconds": round(span, 1),
         "plan_seconds": plan["duration"],
+        "part_seconds": sorted(round((end - start).total_seconds(), 1) for start, end in spans),
+        "most_parts_at_once": most_at_once(spans),
         "images_per_s": round(rows / span, 1),
         "images_per_s_per_core": round(rows / span / workers, 1),
     }
