@@ -291,9 +291,7 @@ class Catalog:
         rows = sorted(rows, key=lambda row: tuple(row[column] for column in key))
         # One statement for the table, executed with many parameter sets: SQLAlchemy compiles it once and
         # sends the rows as multi-row batches ("insertmanyvalues"), without building an ORM row per photo.
-        statement = (
-            dialect.insert(model.__table__).on_conflict_do_nothing(index_elements=key).returning(returned)
-        )
+        statement = dialect.insert(model.__table__).on_conflict_do_nothing(index_elements=key).returning(returned)
         with self.session() as session:
             return list(session.connection().execute(statement, rows).scalars())
 

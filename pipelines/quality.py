@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 from pipelines.catalog import Catalog, Image, ImageStatus, QualityResult, Sighting, utcnow
 from pipelines.image_facts import ImageFacts, extract_facts
 from pipelines.licenses import license_label
-from pipelines.near_duplicates import HashIndex
+from pipelines.near_duplicates import keep_first
 from pipelines.raw_zone import quarantine_key
 from pipelines.settings import EXPECTATIONS_DIR, MAX_PIXELS, NEAR_DUPLICATE_DISTANCE, Settings, get_settings
 from pipelines.storage import ObjectStore
@@ -351,10 +351,8 @@ def mark_duplicates(
         {"sha256": sha, "phash": phash, "width": width, "height": height, "raw_key": key}
         for sha, phash, width, height, key in accepted
     ]
-    candidates = sorted(comparable, key=_keep_preference)
-    index = HashIndex(hash_length, capacity=len(kept) + len(candidates))
-    for row in kept:
-        index.add(row["phash"])
+    ordered = kept + sorted(comparable, key=_keep_preference)
+    selection = keep_first([row["phash"] for row in ordered], max_distance, already_kept=len(kept))
     digests: dict[str, str | None] = {}
 
     def digest(row: Mapping[str, Any]) -> str | None:
@@ -362,22 +360,18 @@ def mark_duplicates(
             digests[row["sha256"]] = pixel_digest(store.get(row["raw_key"]), max_pixels)
         return digests[row["sha256"]]
 
-    for row in candidates:
-        distances = index.distances(row["phash"])
-        if len(distances) and int(distances.min()) <= max_distance:
-            identical = [
-                kept[position]
-                for position in np.flatnonzero(distances == 0)
-                if (kept[position]["width"], kept[position]["height"]) == (row["width"], row["height"])
-            ]
-            twin = next((other for other in identical if digest(other) and digest(other) == digest(row)), None)
-            if twin is not None:
-                row["duplicate_of"] = twin["sha256"]
-            else:
-                row["near_duplicate_of"] = kept[int(np.argmin(distances))]["sha256"]
-            continue
-        index.add(row["phash"])
-        kept.append(row)
+    for position in selection.dropped.tolist():
+        row = ordered[position]
+        identical = [
+            ordered[suspect]
+            for suspect in selection.kept_twins(position)
+            if (ordered[suspect]["width"], ordered[suspect]["height"]) == (row["width"], row["height"])
+        ]
+        twin = next((other for other in identical if digest(other) and digest(other) == digest(row)), None)
+        if twin is not None:
+            row["duplicate_of"] = twin["sha256"]
+        else:
+            row["near_duplicate_of"] = ordered[selection.nearest_kept[position]]["sha256"]
 
 
 def run_suite(frame: pd.DataFrame, suite: Mapping[str, Any], result_format: Mapping[str, Any]) -> dict[str, Any]:

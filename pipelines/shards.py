@@ -51,7 +51,7 @@ from sqlalchemy import select
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, ImageStatus, Sighting, utcnow
 from pipelines.image_facts import DECODED_FORMATS, EXIF_ORIENTATION, as_rgb
 from pipelines.lab import LAB_ENCODING, lab8_from_npy, npy_header, npy_view, rgb_to_lab8
-from pipelines.near_duplicates import HashIndex
+from pipelines.near_duplicates import keep_first
 from pipelines.settings import NEAR_DUPLICATE_DISTANCE
 from pipelines.storage import ObjectNotFound, ObjectStore, open_store
 
@@ -267,19 +267,18 @@ def drop_near_duplicates(
 
     Returns the kept candidates and, for each dropped image, the image it copies."""
     ordered = sorted(candidates, key=lambda candidate: (candidate.first_seen_at, candidate.member.sha256))
-    indexes: dict[int, tuple[HashIndex, list[str]]] = {}
-    kept: list[AcceptedImage] = []
-    dropped: dict[str, str] = {}
+    # Hashes of different lengths are never alike; each length is its own greedy pass.
+    by_hash_length: dict[int, list[tuple[str, str]]] = {}
     for candidate in ordered:
         if candidate.phash:
-            index, owners = indexes.setdefault(len(candidate.phash), (HashIndex(len(candidate.phash)), []))
-            nearest = index.nearest(candidate.phash)
-            if nearest is not None and nearest[1] <= max_distance:
-                dropped[candidate.member.sha256] = owners[nearest[0]]
-                continue
-            index.add(candidate.phash)
-            owners.append(candidate.member.sha256)
-        kept.append(candidate)
+            by_hash_length.setdefault(len(candidate.phash), []).append((candidate.phash, candidate.member.sha256))
+    originals: dict[str, str] = {}
+    for group in by_hash_length.values():
+        selection = keep_first([phash for phash, _ in group], max_distance)
+        for position in selection.dropped.tolist():
+            originals[group[position][1]] = group[selection.nearest_kept[position]][1]
+    kept = [candidate for candidate in ordered if candidate.member.sha256 not in originals]
+    dropped = {sha256: originals[sha256] for sha256 in (c.member.sha256 for c in ordered) if sha256 in originals}
     return kept, dropped
 
 
