@@ -488,6 +488,39 @@ def image_verdicts(table: pd.DataFrame, validation: Mapping[str, Any]) -> dict[s
     return {sha256: ImageVerdict(sha256, tuple(checks)) for sha256, checks in outcomes.items()}
 
 
+def row_verdicts(
+    table: pd.DataFrame, suite: Mapping[str, Any], chunk_rows: int
+) -> tuple[dict[str, ImageVerdict], dict[str, Any]]:
+    """Every image's verdict from the row suite, validated `chunk_rows` images at a time, and the validation
+    results (one set per chunk, in order).
+
+    Row checks judge each image on its own facts (`image_verdicts` refuses any that does not), so a chunk's
+    verdicts are the ones a single pass gives, while Great Expectations never holds more than a chunk's
+    frame and failure lists."""
+    verdicts: dict[str, ImageVerdict] = {}
+    chunks: list[dict[str, Any]] = []
+    for start in range(0, len(table), chunk_rows):
+        chunk = table.iloc[start : start + chunk_rows]
+        validation = run_suite(chunk, suite, ROW_RESULT_FORMAT)
+        verdicts.update(image_verdicts(chunk, validation))
+        chunks.append(validation)
+    evaluated = sum(validation["statistics"]["evaluated_expectations"] for validation in chunks)
+    successful = sum(validation["statistics"]["successful_expectations"] for validation in chunks)
+    validation = {
+        "success": all(validation["success"] for validation in chunks),
+        "chunks": len(chunks),
+        "chunk_rows": chunk_rows,
+        "statistics": {
+            "evaluated_expectations": evaluated,
+            "successful_expectations": successful,
+            "unsuccessful_expectations": evaluated - successful,
+            "success_percent": 100.0 * successful / evaluated if evaluated else None,
+        },
+        "results": [result for validation in chunks for result in validation["results"]],
+    }
+    return verdicts, validation
+
+
 def source_table(table: pd.DataFrame, verdicts: Mapping[str, ImageVerdict]) -> pd.DataFrame:
     """One row for the whole batch (scope "batch", source "*") and one per source; an image offered by two
     sources counts for both, since either may be the one that changed."""
@@ -697,12 +730,8 @@ def validate_batch(
         max_pixels=quality.max_pixels,
         analysis_side=quality.analysis_side,
     )
-    if table.empty:
-        row_validation: dict[str, Any] = {"success": True, "results": []}
-        batch_validation: dict[str, Any] = {"success": True, "results": []}
-    else:
-        row_validation = run_suite(table, row_suite, ROW_RESULT_FORMAT)
-    verdicts = image_verdicts(table, row_validation)
+    verdicts, row_validation = row_verdicts(table, row_suite, quality.suite_chunk_rows)
+    batch_validation: dict[str, Any] = {"success": True, "results": []}
     sources = source_table(table, verdicts)
     if not table.empty:
         batch_validation = run_suite(sources, batch_suite, SOURCE_RESULT_FORMAT)

@@ -50,6 +50,12 @@ class QualitySettings(BaseSettings):
     max_pixels: int = Field(default=MAX_PIXELS, description="Largest width x height decoded (bomb guard).")
     analysis_side: int = Field(default=256, description="Long side of the copy color facts are measured on.")
     batch_limit: int | None = Field(default=None, description="Most pending images judged in one run.")
+    suite_chunk_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most images one Great Expectations validation holds; a larger batch is judged in chunks of"
+        " this many, with the same verdicts (row checks judge each image alone).",
+    )
     expectations_dir: Path = Field(default=EXPECTATIONS_DIR, description="Folder of the suites' JSON files.")
 
 

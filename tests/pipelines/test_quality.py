@@ -20,9 +20,11 @@ from pipelines.quality import (
     BATCH_SUITE_FILE,
     ROW_SUITE_FILE,
     BatchRejected,
+    facts_table,
     load_suite,
     pending_images,
     report_prefix,
+    row_verdicts,
     validate_batch,
 )
 from pipelines.raw_zone import content_digest, ingest_photo
@@ -264,3 +266,19 @@ def test_license_rejections_do_not_fail_the_batch(tmp_path: Path) -> None:
         ingest_photo(store, catalog, library.encode(number * 29), sighting, run_id="ingest")
     summary = validate_batch(store, catalog, "validate-1", limit=None)
     assert summary["rejected"] == 12 and summary["accepted"] == 0
+
+
+def test_the_row_suite_in_chunks_gives_the_verdicts_of_one_pass(
+    store: FileStore, catalog: Catalog, tmp_path: Path
+) -> None:
+    for number, (path, _expected) in enumerate(tricky_corpus(tmp_path / "corpus").values()):
+        offer(store, catalog, path.read_bytes(), SOURCES[number % len(SOURCES)], path.name)
+    table = facts_table(store, catalog, pending_images(catalog), [ALLOWED])
+    suite = load_suite(ROW_SUITE_FILE)
+    one_pass, whole = row_verdicts(table, suite, chunk_rows=len(table))
+    in_chunks, chunked = row_verdicts(table, suite, chunk_rows=4)
+    assert whole["chunks"] == 1 and chunked["chunks"] == -(-len(table) // 4) > 2
+    assert any(not verdict.accepted for verdict in one_pass.values()), "the corpus has images to reject"
+    assert in_chunks == one_pass
+    assert chunked["success"] == whole["success"] is False
+    assert len(chunked["results"]) == chunked["chunks"] * len(whole["results"])
