@@ -41,8 +41,6 @@ from pipelines.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "catalog_migrations"
-# Rows per multi-row INSERT: well under SQLite's 32,766 bound variables (12 columns a sighting).
-WRITE_CHUNK_ROWS = 500
 
 
 def utcnow() -> datetime:
@@ -221,6 +219,25 @@ class Catalog:
         with self._sessions() as session, session.begin():
             yield session
 
+    def _insert_missing(
+        self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]], key: Sequence[str], returned: Any
+    ) -> list[Any]:
+        """Insert the rows whose `key` is new, leaving existing rows exactly as they are (first-seen facts, who
+        first offered an image and when, stay stable across reruns); the `returned` column of each row that
+        went in.
+
+        The database answers which rows went in (`RETURNING`), so the answer is exact even when other writers
+        add the same rows at the same moment. One statement is executed with every row: SQLAlchemy compiles
+        it once and sends multi-row batches, so a million rows cost a million rows, not a million statements.
+        Rows go in key order, so concurrent writers of overlapping batches take the unique index's locks in the
+        same order and wait for each other instead of deadlocking (PostgreSQL)."""
+        if not rows:
+            return []
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        ordered = sorted(rows, key=lambda row: tuple(row[column] for column in key))
+        statement = dialect.insert(model.__table__).on_conflict_do_nothing(index_elements=list(key))
+        return list(session.connection().execute(statement.returning(returned), ordered).scalars())
+
     def upsert(
         self,
         session: Session,
@@ -232,21 +249,17 @@ class Catalog:
         """Insert rows, or on a key conflict update only the `update` columns; returns rows inserted.
 
         With no `update` columns, existing rows are left exactly as they are, which keeps first-seen
-        facts (who first offered an image, and when) stable across reruns.
+        facts (who first offered an image, and when) stable across reruns, and the rows go in as one batch.
         """
-        if not rows:
-            return 0
+        if not update:
+            return len(self._insert_missing(session, model, rows, key, returned=getattr(model, key[0])))
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         inserted = 0
         for row in rows:
-            statement = dialect.insert(model).values(**row)
-            if not update:
-                # The database says whether the row went in: exact even when another writer races us.
-                inserted += session.execute(statement.on_conflict_do_nothing(index_elements=list(key))).rowcount
-                continue
             exists_before = session.execute(
                 select(func.count()).select_from(model).filter_by(**{column: row[column] for column in key})
             ).scalar_one()
+            statement = dialect.insert(model).values(**row)
             statement = statement.on_conflict_do_update(
                 index_elements=list(key), set_={column: statement.excluded[column] for column in update}
             )
@@ -265,7 +278,8 @@ class Catalog:
         writers add the same images at the same moment."""
         now = utcnow()
         rows = [{**asdict(image), "status": ImageStatus.PENDING, "first_seen_at": now} for image in images]
-        return set(self._insert_new(Image, rows, key=["sha256"], returned=Image.sha256))
+        with self.session() as session:
+            return set(self._insert_missing(session, Image, rows, key=["sha256"], returned=Image.sha256))
 
     def add_sighting(self, image_sha256: str, sighting: SightingRecord, run_id: str) -> bool:
         """Record where an image was seen; True when this (source, source id) is new."""
@@ -278,22 +292,8 @@ class Catalog:
             {**asdict(sighting), "image_sha256": sha256, "run_id": run_id, "fetched_at": now}
             for sha256, sighting in sightings
         ]
-        return len(self._insert_new(Sighting, rows, key=["source", "source_id"], returned=Sighting.id))
-
-    def _insert_new(self, model: type[Base], rows: list[dict[str, Any]], key: list[str], returned: Any) -> list[Any]:
-        """Insert the rows whose key is new, in chunks of one multi-row statement each; what was inserted.
-
-        Rows go in key order, so concurrent writers of overlapping batches take the unique index's locks in the
-        same order and wait for each other instead of deadlocking (PostgreSQL)."""
-        if not rows:
-            return []
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        rows = sorted(rows, key=lambda row: tuple(row[column] for column in key))
-        # One statement for the table, executed with many parameter sets: SQLAlchemy compiles it once and
-        # sends the rows as multi-row batches ("insertmanyvalues"), without building an ORM row per photo.
-        statement = dialect.insert(model.__table__).on_conflict_do_nothing(index_elements=key).returning(returned)
         with self.session() as session:
-            return list(session.connection().execute(statement, rows).scalars())
+            return len(self._insert_missing(session, Sighting, rows, key=["source", "source_id"], returned=Sighting.id))
 
     def add_fetch_failure(self, source: str, source_id: str, url: str, reason: str, run_id: str) -> None:
         """Record that a candidate could not be fetched in this run (once per run, however often retried)."""

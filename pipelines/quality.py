@@ -47,8 +47,6 @@ import pandas as pd
 from PIL import Image as PILImage
 from PIL import ImageOps
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from pipelines.catalog import Catalog, Image, ImageStatus, QualityResult, Sighting, utcnow
 from pipelines.image_facts import ImageFacts, extract_facts
@@ -576,20 +574,6 @@ def batch_checks(sources: pd.DataFrame, validation: Mapping[str, Any]) -> list[B
     return checks
 
 
-def _insert_missing(
-    catalog: Catalog, session: Session, model: type, rows: Sequence[dict[str, Any]], key: Sequence[str]
-) -> None:
-    """Insert rows, leaving any that already exist (by `key`) as they are, in one executemany.
-
-    `Catalog.upsert` would do the same, but it counts before every row; a batch writes about a dozen rows
-    per image, where that costs seconds a hundred images.
-    """
-    if not rows:
-        return
-    dialect = postgresql if catalog.engine.dialect.name == "postgresql" else sqlite
-    session.execute(dialect.insert(model).on_conflict_do_nothing(index_elements=list(key)), list(rows))
-
-
 def apply_verdicts(
     store: ObjectStore, catalog: Catalog, table: pd.DataFrame, results: Mapping[str, ImageVerdict], run_id: str
 ) -> dict[str, int]:
@@ -634,7 +618,7 @@ def apply_verdicts(
             for sha256, verdict in sorted(results.items())
             for outcome in verdict.outcomes
         ]
-        _insert_missing(catalog, session, QualityResult, checks, key=["run_id", "image_sha256", "check"])
+        catalog.upsert(session, QualityResult, checks, key=["run_id", "image_sha256", "check"])
     return dict(sorted(Counter(label for verdict in results.values() for label in verdict.labels).items()))
 
 

@@ -12,7 +12,6 @@ from sqlalchemy import select, text
 
 from pipelines.catalog import (
     MIGRATIONS_DIR,
-    WRITE_CHUNK_ROWS,
     Base,
     Catalog,
     Image,
@@ -171,7 +170,8 @@ def test_concurrent_writers_create_no_duplicates(catalog: Catalog) -> None:
 def test_batched_writers_count_each_new_row_once(catalog: Catalog) -> None:
     """Tasks record their photos in batches larger than one statement; overlapping batches written at once
     still add, and count as new, each image and each sighting exactly once."""
-    photos = [f"{number:064x}" for number in range(WRITE_CHUNK_ROWS + 150)]
+    # More rows than one statement carries: SQLAlchemy sends 1,000 per multi-row INSERT by default.
+    photos = [f"{number:064x}" for number in range(1_150)]
 
     def offer(worker: int) -> tuple[int, int]:
         mine = random.Random(worker).sample(photos, k=len(photos) - 40 * worker)
