@@ -23,6 +23,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -68,6 +69,8 @@ class Image(Base):
     """One distinct image, identified by the SHA-256 of its bytes as fetched."""
 
     __tablename__ = "images"
+    # Stages read images by status in sha256 order (pending for the quality stage, accepted for the stitch).
+    __table_args__ = (Index("ix_images_status_sha256", "status", "sha256"),)
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     raw_key: Mapped[str] = mapped_column(String(255))
@@ -76,7 +79,7 @@ class Image(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     phash: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default=ImageStatus.PENDING, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=ImageStatus.PENDING)
     reject_reasons: Mapped[list[str] | None] = mapped_column(JSON)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     verdict_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -86,12 +89,16 @@ class Sighting(Base):
     """One place an image was found: a source's record of it, with attribution and license."""
 
     __tablename__ = "sightings"
-    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_sightings_source_id"),)
+    # The stitch reads each accepted image's sources: the index alone answers it.
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="uq_sightings_source_id"),
+        Index("ix_sightings_image_sha256_source", "image_sha256", "source"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(32))
     source_id: Mapped[str] = mapped_column(String(512))
-    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), index=True)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"))
     url: Mapped[str] = mapped_column(Text)
     page_url: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(255))

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, select, text, update
 
+from models.registry import quality_reports
 from pipelines.catalog import (
     MIGRATIONS_DIR,
     Base,
     Catalog,
+    DatasetMember,
+    DatasetVersion,
     Image,
     NewImage,
+    QualityResult,
     Sighting,
     SightingRecord,
     utcnow,
 )
+from pipelines.quality import pending_images
+from pipelines.shards import ShardParams, select_accepted
+from pipelines.storage import FileStore
 
 
 @pytest.fixture
@@ -40,7 +53,8 @@ def test_migrations_build_exactly_the_models_schema(catalog: Catalog) -> None:
 def test_migrate_is_idempotent(catalog: Catalog) -> None:
     catalog.migrate()
     with catalog.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        newest = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == newest
 
 
 def test_the_license_migration_moves_the_sources_words_and_names_the_term(sqlite_or_postgres_catalog: Catalog) -> None:
@@ -184,3 +198,68 @@ def test_batched_writers_count_each_new_row_once(catalog: Catalog) -> None:
     assert catalog.count(Image) == catalog.count(Sighting) == len(photos)
     assert (sum(images for images, _ in added), sum(sightings for _, sightings in added)) == (len(photos),) * 2
     assert catalog.add_images([NewImage(photos[0], "raw/x.jpg", "jpg", 1)]) == set()
+
+
+@contextlib.contextmanager
+def selects_run(catalog: Catalog) -> Iterator[list[tuple[str, Any]]]:
+    """Every SELECT the catalog's engine sends while the block runs, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_connection, _cursor, statement: str, parameters: Any, _context, _executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(catalog.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(catalog.engine, "before_cursor_execute", record)
+
+
+def full_scans(catalog: Catalog, statement: str, parameters: Any) -> list[str]:
+    """The steps of the query's plan that read a whole table instead of an index. PostgreSQL is told to avoid
+    sequential scans, as it would on a table of millions: on a few rows it rightly prefers them, and the test
+    asks whether an index *can* answer the query."""
+    with catalog.engine.connect() as connection:
+        if catalog.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            plan = [row[0] for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)]
+            return [step for step in plan if "Seq Scan" in step]
+        plan = [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+        return [step for step in plan if step.startswith("SCAN") and "INDEX" not in step]
+
+
+def test_the_stages_queries_read_through_indexes(catalog: Catalog, tmp_path: Path) -> None:
+    """The queries a stage runs over a batch (pending images, accepted candidates, a dataset's members) must
+    not read whole tables: at a million images a full scan per batch is what makes a daily run slow."""
+    photos = [f"{number:064x}" for number in range(6)]
+    catalog.add_images([NewImage(sha, f"raw/{sha[:2]}/{sha}.jpg", "jpg", 1) for sha in photos])
+    catalog.add_sightings([(sha, sighting(source_id=sha[-6:], license="CC0-1.0")) for sha in photos], "run")
+    with catalog.session() as session:
+        session.execute(update(Image).where(Image.sha256.in_(photos[:4])).values(status="accepted"))
+        catalog.upsert(
+            session,
+            DatasetVersion,
+            [{"version": "v1", "manifest_key": "m", "params": {}, "sample_count": 4, "created_at": utcnow()}],
+            key=["version"],
+        )
+        catalog.upsert(
+            session,
+            DatasetMember,
+            [{"version": "v1", "image_sha256": sha, "split": "train", "shard": "s"} for sha in photos[:4]],
+            key=["version", "image_sha256"],
+        )
+        catalog.upsert(
+            session,
+            QualityResult,
+            [{"run_id": "q1", "image_sha256": sha, "check": "decodes", "passed": True} for sha in photos],
+            key=["run_id", "image_sha256", "check"],
+        )
+    filtered = ShardParams(sources=("unsplash",), since=date(2026, 1, 1), until=date(2100, 1, 1))
+    with selects_run(catalog) as queries:
+        assert len(pending_images(catalog)) == 2
+        assert len(select_accepted(catalog, ShardParams())) == len(select_accepted(catalog, filtered)) == 4
+        quality_reports(FileStore(tmp_path / "lake"), catalog, "v1")
+    assert len(queries) >= 5
+    for statement, parameters in queries:
+        assert full_scans(catalog, statement, parameters) == [], statement
