@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import itertools
 import json
 import logging
 import sys
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 DATASETS_PREFIX = "datasets"
 SHARD_LAYOUT_VERSION = 1  # bump when sample contents change, so old and new shards never share a version
 SPLITS = ("train", "val", "test")
+QUERY_BATCH_ROWS = 10_000  # rows fetched from the catalog at a time when streaming candidates
 # libjpeg's DCT scaling (1/2, 1/4, 1/8) leaves at most a 2x reduction; above that, area averaging avoids
 # the aliasing a bilinear resize would add.
 AREA_RESIZE_FACTOR = 2.0
@@ -239,22 +241,17 @@ def select_accepted(catalog: Catalog, params: ShardParams) -> list[AcceptedImage
         query = query.where(Sighting.fetched_at >= datetime.combine(params.since, clock_time(), UTC))
     if params.until:
         query = query.where(Sighting.fetched_at < datetime.combine(params.until, clock_time(), UTC))
-    rows: dict[str, dict[str, Any]] = {}
+    # In sha256 order (the index's own), an image's sightings arrive together: each image is built once,
+    # streamed from the cursor, without holding every row first.
+    query = query.order_by(Image.sha256).execution_options(yield_per=QUERY_BATCH_ROWS)
+    accepted: list[AcceptedImage] = []
     with catalog.session() as session:
-        for sha256, raw_key, image_format, phash, first_seen_at, source in session.execute(query):
-            row = rows.setdefault(
-                sha256,
-                {"raw_key": raw_key, "format": image_format, "phash": phash, "seen": first_seen_at, "sources": set()},
-            )
-            row["sources"].add(source)
-    return [
-        AcceptedImage(
-            member=DatasetImage(sha256, row["raw_key"], row["format"], tuple(sorted(row["sources"]))),
-            phash=row["phash"],
-            first_seen_at=row["seen"],
-        )
-        for sha256, row in sorted(rows.items())
-    ]
+        for sha256, group in itertools.groupby(session.execute(query), key=lambda row: row[0]):
+            rows = list(group)
+            first = rows[0]
+            member = DatasetImage(sha256, first.raw_key, first.format, tuple(sorted({row.source for row in rows})))
+            accepted.append(AcceptedImage(member=member, phash=first.phash, first_seen_at=first.first_seen_at))
+    return accepted
 
 
 def drop_near_duplicates(
