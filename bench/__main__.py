@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import ingest, lake_audit, loader, near_duplicates, quality, storage, train_throughput, transform
+from bench import ingest, lake_audit, loader, near_duplicates, quality, scale, storage, train_throughput, transform
 
 BENCHMARKS = {
     "storage": storage.main,
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "lake_audit": lake_audit.main,
     "ingest": ingest.main,
     "near_duplicates": near_duplicates.main,
+    "scale": scale.main,
     "train_throughput": lambda: train_throughput.main([]),
 }
 
