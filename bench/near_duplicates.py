@@ -20,13 +20,12 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 
-from bench.report import write_results
+from bench.report import peak_rss_mib, write_results
 from pipelines.near_duplicates import keep_first
 from pipelines.settings import NEAR_DUPLICATE_DISTANCE
 
@@ -86,13 +85,6 @@ def brute_force_nearest(hashes: list[str], radius: int, already_kept: int) -> li
         kept_count += 1
         nearest.append(-1)
     return nearest
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory: VmHWM, which starts afresh with the process, where ru_maxrss
-    would carry over the size of the parent that spawned it."""
-    status = Path("/proc/self/status").read_text()
-    return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)  # KiB
 
 
 def time_keep_first(count: int) -> dict[str, Any]:

@@ -23,3 +23,10 @@ def write_results(name: str, details: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report) + "\n")
     return path
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory: VmHWM, which starts afresh with the process, where ru_maxrss
+    would carry over the size of the parent that spawned it."""
+    status = Path("/proc/self/status").read_text()
+    return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)  # KiB

@@ -34,8 +34,8 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from bench.near_duplicates import peak_rss_mib, synthetic_hashes
-from bench.report import write_results
+from bench.near_duplicates import synthetic_hashes
+from bench.report import peak_rss_mib, write_results
 from embedded import postgres
 from embedded.ports import free_port
 from embedded.supervisor import Supervisor

@@ -275,7 +275,11 @@ def drop_near_duplicates(
         for position in selection.dropped.tolist():
             originals[group[position][1]] = group[selection.nearest_kept[position]][1]
     kept = [candidate for candidate in ordered if candidate.member.sha256 not in originals]
-    dropped = {sha256: originals[sha256] for sha256 in (c.member.sha256 for c in ordered) if sha256 in originals}
+    dropped = {
+        candidate.member.sha256: originals[candidate.member.sha256]
+        for candidate in ordered
+        if candidate.member.sha256 in originals
+    }
     return kept, dropped
 
 
