@@ -5,7 +5,7 @@ A synthetic catalog (no pixels) of N images is written straight into SQLite and 
 ones (families of near copies around a root hash, and unrelated photos), from `bench.near_duplicates`.
 Measured at each size, each in a fresh process so its peak memory is its own:
 
-- `pending`: the quality stage's pending-image query (`pipelines.quality.pending_images`), every pending image
+- `pending`: the quality stage's pending-image query (`pipelines.quality.pending.pending_images`), every pending image
   with its sightings;
 - `candidates`: the stitch's accepted-candidate query (`pipelines.shards.select_accepted`);
 - `plan`: the stitch's whole plan (`pipelines.shards.plan_build`): candidates, near-duplicate dropping, split

@@ -16,17 +16,9 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, QualityResult, Sighting, SightingRecord
 from pipelines.catalog import Image as ImageRow
-from pipelines.quality import (
-    BATCH_SUITE_FILE,
-    ROW_SUITE_FILE,
-    BatchRejected,
-    facts_table,
-    load_suite,
-    pending_images,
-    report_prefix,
-    row_verdicts,
-    validate_batch,
-)
+from pipelines.quality import BatchRejected, pending_images, report_prefix, validate_batch
+from pipelines.quality.facts import facts_table
+from pipelines.quality.suites import BATCH_SUITE_FILE, ROW_SUITE_FILE, load_suite, row_verdicts
 from pipelines.raw_zone import content_digest, ingest_photo
 from pipelines.settings import QualitySettings, Settings
 from pipelines.storage import FileStore

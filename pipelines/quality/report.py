@@ -30,7 +30,7 @@ from pipelines.storage import ObjectStore
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.quality import BatchCheck, ImageVerdict
+    from pipelines.quality.verdicts import BatchCheck, ImageVerdict
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,125 @@
+"""The table the row suite judges: one row per pending image with its `pipelines.image_facts` measurements
+and what only the batch and the catalog know (whether a sighting's license is allowed, and exact or near
+duplicates, marked by `duplicates`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.catalog import Catalog
+from pipelines.image_facts import ImageFacts, extract_facts
+from pipelines.licenses import license_label
+from pipelines.quality.duplicates import mark_duplicates
+from pipelines.quality.pending import Offer, PendingImage
+from pipelines.settings import MAX_PIXELS, NEAR_DUPLICATE_DISTANCE
+from pipelines.storage import ObjectStore
+
+FACT_COLUMNS = tuple(field.name for field in fields(ImageFacts))
+NUMERIC_FACTS = (
+    "byte_size",
+    "width",
+    "height",
+    "aspect",
+    "exif_orientation",
+    "frames",
+    "bit_depth",
+    "colorfulness",
+    "mean_chroma",
+    "hue_spread",
+    "brightness_mean",
+    "brightness_std",
+)
+INTEGER_FACTS = frozenset({"byte_size", "width", "height", "exif_orientation", "frames", "bit_depth"})
+TABLE_COLUMNS = (
+    "sha256",
+    "raw_key",
+    "first_seen_at",
+    "sources",
+    "license",
+    "license_allowed",
+    *FACT_COLUMNS,
+    "duplicate_of",
+    "near_duplicate_of",
+)
+
+
+def license_verdict(
+    offers: Iterable[Offer], allow_list: Iterable[str], unlicensed_sources: Iterable[str] = ()
+) -> tuple[bool, str]:
+    """(allowed, license as a person reads it). One sighting under an allowed license is permission enough,
+    since the same bytes offered twice are the same photo."""
+    allowed, trusted = set(allow_list), set(unlicensed_sources)
+    offers = list(offers)
+    for offer in offers:
+        if offer.license in allowed:
+            return True, license_label(offer.license, offer.license_text)
+        if offer.license is None and offer.license_text is None and offer.source in trusted:
+            return True, f"none recorded (source {offer.source} needs none)"
+    names = sorted(
+        license_label(offer.license, offer.license_text)
+        if offer.license or offer.license_text
+        else f"none recorded (source {offer.source})"
+        for offer in offers
+    )
+    return False, ", ".join(dict.fromkeys(names)) or "no sighting recorded"
+
+
+def facts_table(
+    store: ObjectStore,
+    catalog: Catalog,
+    images: Sequence[PendingImage],
+    license_allow_list: Iterable[str],
+    *,
+    unlicensed_sources: Iterable[str] = ("local",),
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
+    max_pixels: int = MAX_PIXELS,
+    analysis_side: int = 256,
+) -> pd.DataFrame:
+    """One row per image, in sha256 order: its raw key, the sources that offered it (comma-separated), its
+    license and whether that is allowed, every `ImageFacts` field, and `duplicate_of` / `near_duplicate_of`
+    (see `mark_duplicates`).
+
+    Bytes are read one image at a time, so a batch never sits in memory whole.
+    """
+    allow_list, trusted = list(license_allow_list), list(unlicensed_sources)
+    rows = []
+    for image in sorted(images, key=lambda pending: pending.sha256):
+        facts = extract_facts(store.get(image.raw_key), max_pixels=max_pixels, analysis_side=analysis_side)
+        allowed, license_text = license_verdict(image.offers, allow_list, trusted)
+        rows.append(
+            {
+                "sha256": image.sha256,
+                "raw_key": image.raw_key,
+                "first_seen_at": image.first_seen_at.isoformat(),
+                "sources": ",".join(image.sources),
+                "license": license_text,
+                "license_allowed": allowed,
+                **asdict(facts),
+                "duplicate_of": None,
+                "near_duplicate_of": None,
+            }
+        )
+    mark_duplicates(store, catalog, rows, near_duplicate_distance, max_pixels)
+    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    # Numbers stay numbers even when no image decodes (an all-None column would be object, and a row
+    # condition such as `brightness_mean >= 5` would then fail to compare).
+    for column in NUMERIC_FACTS:
+        frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def _plain(value: Any, column: str) -> Any:
+    """A table cell as Python: NaN is None, counts are ints again."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if column in INTEGER_FACTS and isinstance(value, float):
+        return int(value)
+    return value
