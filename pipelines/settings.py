@@ -50,6 +50,12 @@ class QualitySettings(BaseSettings):
     max_pixels: int = Field(default=MAX_PIXELS, description="Largest width x height decoded (bomb guard).")
     analysis_side: int = Field(default=256, description="Long side of the copy color facts are measured on.")
     batch_limit: int | None = Field(default=None, description="Most pending images judged in one run.")
+    fact_group_images: int = Field(
+        default=5_000,
+        ge=1,
+        description="Images one fact-extraction task measures: the batch is cut into groups of this many, each"
+        " a mapped task of its own, so a retry redoes one group.",
+    )
     suite_chunk_rows: int = Field(
         default=100_000,
         ge=1,

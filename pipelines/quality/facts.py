@@ -5,6 +5,7 @@ duplicates, marked by `duplicates`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields
 from typing import Any
@@ -19,6 +20,10 @@ from pipelines.quality.duplicates import mark_duplicates
 from pipelines.quality.pending import Offer, PendingImage
 from pipelines.settings import MAX_PIXELS, NEAR_DUPLICATE_DISTANCE
 from pipelines.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 1_000  # a log line per this many images measured: progress without a line per image
 
 FACT_COLUMNS = tuple(field.name for field in fields(ImageFacts))
 NUMERIC_FACTS = (
@@ -36,13 +41,9 @@ NUMERIC_FACTS = (
     "brightness_std",
 )
 INTEGER_FACTS = frozenset({"byte_size", "width", "height", "exif_orientation", "frames", "bit_depth"})
+PENDING_COLUMNS = ("sha256", "raw_key", "first_seen_at", "sources", "license", "license_allowed")
 TABLE_COLUMNS = (
-    "sha256",
-    "raw_key",
-    "first_seen_at",
-    "sources",
-    "license",
-    "license_allowed",
+    *PENDING_COLUMNS,
     *FACT_COLUMNS,
     "duplicate_of",
     "near_duplicate_of",
@@ -70,27 +71,15 @@ def license_verdict(
     return False, ", ".join(dict.fromkeys(names)) or "no sighting recorded"
 
 
-def facts_table(
-    store: ObjectStore,
-    catalog: Catalog,
-    images: Sequence[PendingImage],
-    license_allow_list: Iterable[str],
-    *,
-    unlicensed_sources: Iterable[str] = ("local",),
-    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
-    max_pixels: int = MAX_PIXELS,
-    analysis_side: int = 256,
+def pending_frame(
+    images: Sequence[PendingImage], license_allow_list: Iterable[str], unlicensed_sources: Iterable[str] = ("local",)
 ) -> pd.DataFrame:
-    """One row per image, in sha256 order: its raw key, the sources that offered it (comma-separated), its
-    license and whether that is allowed, every `ImageFacts` field, and `duplicate_of` / `near_duplicate_of`
-    (see `mark_duplicates`).
-
-    Bytes are read one image at a time, so a batch never sits in memory whole.
-    """
+    """What the batch knows of each image before it is decoded: its raw key, first sighting, the sources that
+    offered it (comma-separated), its license and whether that is allowed; one row per image, in the order
+    given. A group of these is what one extraction task measures."""
     allow_list, trusted = list(license_allow_list), list(unlicensed_sources)
     rows = []
-    for image in sorted(images, key=lambda pending: pending.sha256):
-        facts = extract_facts(store.get(image.raw_key), max_pixels=max_pixels, analysis_side=analysis_side)
+    for image in images:
         allowed, license_text = license_verdict(image.offers, allow_list, trusted)
         rows.append(
             {
@@ -100,13 +89,55 @@ def facts_table(
                 "sources": ",".join(image.sources),
                 "license": license_text,
                 "license_allowed": allowed,
-                **asdict(facts),
-                "duplicate_of": None,
-                "near_duplicate_of": None,
             }
         )
+    return pd.DataFrame(rows, columns=list(PENDING_COLUMNS))
+
+
+def measure(
+    store: ObjectStore,
+    pending: pd.DataFrame,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    analysis_side: int = 256,
+    progress: str = "images",
+) -> pd.DataFrame:
+    """`pending` with every `ImageFacts` field added: the decode-heavy step, one image's bytes at a time, so
+    a group never sits in memory whole. Logs a line per `PROGRESS_EVERY` images, named by `progress`."""
+    facts = []
+    for done, raw_key in enumerate(pending["raw_key"], start=1):
+        facts.append(asdict(extract_facts(store.get(raw_key), max_pixels=max_pixels, analysis_side=analysis_side)))
+        if done % PROGRESS_EVERY == 0:
+            logger.info("%s: %d of %d measured", progress, done, len(pending))
+    measured = pd.concat(
+        [pending.reset_index(drop=True), pd.DataFrame(facts, columns=list(FACT_COLUMNS))], axis="columns"
+    )
+    return _typed(measured)
+
+
+def facts_table(
+    store: ObjectStore,
+    catalog: Catalog,
+    measured: Iterable[pd.DataFrame],
+    *,
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
+    max_pixels: int = MAX_PIXELS,
+) -> pd.DataFrame:
+    """The table the row suite judges, from the batch's measured groups: one row per image in sha256 order,
+    with `duplicate_of` / `near_duplicate_of` (see `mark_duplicates`), which only the whole batch and the
+    catalog can tell."""
+    frames = [frame for frame in measured if not frame.empty]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*PENDING_COLUMNS, *FACT_COLUMNS])
+    rows = table.sort_values("sha256", kind="stable").to_dict(orient="records")
+    for row in rows:
+        row.update(duplicate_of=None, near_duplicate_of=None)
+        for column in NUMERIC_FACTS:
+            row[column] = _plain(row[column], column)
     mark_duplicates(store, catalog, rows, near_duplicate_distance, max_pixels)
-    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    return _typed(pd.DataFrame(rows, columns=list(TABLE_COLUMNS)))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     # Numbers stay numbers even when no image decodes (an all-None column would be object, and a row
     # condition such as `brightness_mean >= 5` would then fail to compare).
     for column in NUMERIC_FACTS:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 
 from pipelines.catalog import Catalog, Image, ImageStatus, Sighting
+
+PAGE_IMAGES = 10_000
+# Sightings are looked up for this many images per statement: SQLite allows 32,766 bound parameters.
+SIGHTING_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -37,19 +42,38 @@ class PendingImage:
 
 def pending_images(catalog: Catalog, limit: int | None = None) -> list[PendingImage]:
     """Images not judged yet, in sha256 order: arbitrary but fixed, so a limited run is reproducible."""
+    return [image for page in pending_pages(catalog, PAGE_IMAGES, limit) for image in page]
+
+
+def pending_pages(catalog: Catalog, page_images: int, limit: int | None = None) -> Iterator[list[PendingImage]]:
+    """`pending_images` a page at a time, so a batch of a million never sits in memory whole.
+
+    Each page starts after the last sha256 of the one before (keyset paging on the status-and-sha256
+    index), so a page costs the same however deep into the batch it lies.
+    """
+    after, remaining = "", limit
+    while remaining is None or remaining > 0:
+        size = page_images if remaining is None else min(page_images, remaining)
+        page = _pending_page(catalog, after, size)
+        if not page:
+            return
+        yield page
+        after = page[-1].sha256
+        remaining = None if remaining is None else remaining - len(page)
+
+
+def _pending_page(catalog: Catalog, after: str, size: int) -> list[PendingImage]:
     with catalog.session() as session:
-        query = (
+        images = session.execute(
             select(Image.sha256, Image.raw_key, Image.first_seen_at)
-            .where(Image.status == ImageStatus.PENDING)
+            .where(Image.status == ImageStatus.PENDING, Image.sha256 > after)
             .order_by(Image.sha256)
-        )
-        if limit is not None:
-            query = query.limit(limit)
-        images = session.execute(query).all()
+            .limit(size)
+        ).all()
         offers: dict[str, list[Offer]] = defaultdict(list)
         hashes = [sha256 for sha256, _, _ in images]
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start : start + 500]
+        for start in range(0, len(hashes), SIGHTING_LOOKUP_CHUNK):
+            chunk = hashes[start : start + SIGHTING_LOOKUP_CHUNK]
             sightings = (
                 select(Sighting.image_sha256, Sighting.source, Sighting.license, Sighting.license_text)
                 .where(Sighting.image_sha256.in_(chunk))

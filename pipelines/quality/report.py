@@ -3,12 +3,18 @@
 Great Expectations' own Data Docs load their styles and scripts from CDNs, so on an offline machine (or a
 lake browsed through a file share) they render as bare text. This report is one self-contained file
 instead: inline CSS, no scripts, thumbnails as `data:` URIs, links only to the files beside it. It shows the
-summary counts, every batch expectation with its outcome, the sources, and the rejected images grouped by
-reason with a small thumbnail, their sources and all their reasons. The raw Great Expectations results
-(`rows.json`, `batch.json`) are written beside it for whoever needs every detail.
+summary counts first, then every batch expectation with its outcome, the sources, and the rejected images
+grouped by reason, each with a small thumbnail, its sources and all its reasons.
 
-Every piece of text that came from data (reasons, sources, licenses, run ids) is HTML-escaped: sources are
-outside parties, and a file name or license string must never become markup.
+A batch can hold 100,000 images, so the page shows at most `CARDS_PER_GROUP` images per reason and says how
+many more there are: its size and the time to render it do not grow with the number of rejects. The complete
+list is `rejected.json` beside it, every rejected image once in sha256 order with its raw key, sources,
+license, reasons and reason labels, one image per line so that it can be read a line at a time. The raw Great
+Expectations results (`rows.json`, `batch.json`) are written beside it too, for whoever needs every detail.
+
+Every piece of text that came from data (reasons, sources, licenses, run ids) is HTML-escaped on the page:
+sources are outside parties, and a file name or license string must never become markup. `rejected.json`
+holds the same text as it was, JSON-encoded.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ import html
 import io
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
@@ -35,9 +41,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIDE = 96
-# Thumbnails per reason group: enough to see what went wrong; the rest are listed without a picture so a
-# batch of thousands of rejects still gives a page a browser opens quickly.
-THUMBNAILS_PER_GROUP = 60
+# Images shown per reason group, each with its thumbnail: enough to see what went wrong, and few enough that a
+# batch of 100,000 rejects still gives a page of a few hundred kilobytes; `rejected.json` lists the rest.
+CARDS_PER_GROUP = 60
+REJECTED_FILE = "rejected.json"
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 72em;
@@ -150,42 +157,76 @@ def _batch_section(checks: Sequence[BatchCheck], sources: pd.DataFrame) -> str:
     )
 
 
+def rejected_images(table: pd.DataFrame, verdicts: Mapping[str, ImageVerdict]) -> Iterator[dict[str, Any]]:
+    """Every rejected image in sha256 order, as `rejected.json` lists it: sha256, raw key, sources, license,
+    readable reasons and reason labels. A generator, so that neither the page nor the file holds every
+    entry at once."""
+    ordered = table.sort_values("sha256")
+    # Columns as Python lists: iterating an Arrow-backed string column yields one value at a time, slowly.
+    columns = (ordered[column].tolist() for column in ("sha256", "raw_key", "sources", "license"))
+    for sha256, raw_key, sources, license_text in zip(*columns, strict=True):
+        verdict = verdicts[sha256]
+        if verdict.accepted:
+            continue
+        yield {
+            "sha256": sha256,
+            "raw_key": raw_key,
+            "sources": sources.split(",") if sources else [],
+            "license": license_text,
+            "reasons": verdict.reasons,
+            "labels": verdict.labels,
+        }
+
+
+def _card(store: ObjectStore, image: Mapping[str, Any], decodes: bool, thumbnail_side: int) -> str:
+    """One rejected image: its thumbnail (when it decodes), short hash, sources and every reason."""
+    uri = thumbnail_data_uri(store.get(image["raw_key"]), thumbnail_side) if decodes else None
+    short = _text(image["sha256"][:12])
+    picture = f'<img src="{uri}" alt="{short}">' if uri else "no preview"
+    reasons = "".join(f"<li>{_text(reason)}</li>" for reason in image["reasons"])
+    return (
+        f'<div class="card"><div class="thumb">{picture}</div><div class="meta">'
+        f"<code>{short}</code><br>from {_text(', '.join(image['sources']) or 'no source')}"
+        f"<ul>{reasons}</ul></div></div>"
+    )
+
+
 def _rejected_section(
     store: ObjectStore, table: pd.DataFrame, verdicts: Mapping[str, ImageVerdict], thumbnail_side: int
 ) -> str:
-    rows = {row["sha256"]: row for row in table.to_dict(orient="records")}
-    groups: dict[str, list[str]] = defaultdict(list)
-    for sha256, verdict in sorted(verdicts.items()):
-        for label in verdict.labels:
-            groups[label].append(sha256)
-    if not groups:
+    """The rejected images by reason, the largest group first: the first `CARDS_PER_GROUP` of each group as
+    cards, then how many more `rejected.json` lists. An image with several reasons is shown in each group,
+    its card rendered once."""
+    counts: Counter[str] = Counter()
+    shown: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for image in rejected_images(table, verdicts):
+        for label in image["labels"]:
+            counts[label] += 1
+            if len(shown[label]) < CARDS_PER_GROUP:
+                shown[label].append(image)
+    if not counts:
         return '<h2>Rejected images</h2><p class="muted">None.</p>'
-    thumbnails: dict[str, str | None] = {}
+    decodes = dict(zip(table["sha256"].tolist(), table["decodes"].tolist(), strict=True))
+    cards: dict[str, str] = {}
     parts = ["<h2>Rejected images</h2>"]
-    for label in sorted(groups, key=lambda name: (-len(groups[name]), name)):
-        members = groups[label]
-        cards = []
-        for position, sha256 in enumerate(members):
-            row = rows[sha256]
-            if position < THUMBNAILS_PER_GROUP and sha256 not in thumbnails:
-                thumbnails[sha256] = (
-                    thumbnail_data_uri(store.get(row["raw_key"]), thumbnail_side) if row["decodes"] else None
-                )
-            uri = thumbnails.get(sha256) if position < THUMBNAILS_PER_GROUP else None
-            picture = f'<img src="{uri}" alt="{_text(sha256[:12])}">' if uri else "no preview"
-            reasons = "".join(f"<li>{_text(reason)}</li>" for reason in verdicts[sha256].reasons)
-            cards.append(
-                f'<div class="card"><div class="thumb">{picture}</div><div class="meta">'
-                f"<code>{_text(sha256[:12])}</code><br>from {_text(row['sources'] or 'no source')}"
-                f"<ul>{reasons}</ul></div></div>"
+    for label in sorted(counts, key=lambda name: (-counts[name], name)):
+        for image in shown[label]:
+            if image["sha256"] not in cards:
+                cards[image["sha256"]] = _card(store, image, decodes[image["sha256"]], thumbnail_side)
+        group = "".join(cards[image["sha256"]] for image in shown[label])
+        parts.append(f'<h3>{_text(label)} ({counts[label]})</h3><div class="cards">{group}</div>')
+        more = counts[label] - len(shown[label])
+        if more:
+            parts.append(
+                f'<p class="muted">and {more} more — every rejected image with its reasons is in '
+                f'<a href="{REJECTED_FILE}">{REJECTED_FILE}</a></p>'
             )
-        parts.append(f'<h3>{_text(label)} ({len(members)})</h3><div class="cards">{"".join(cards)}</div>')
     return "".join(parts)
 
 
 def _accepted_section(table: pd.DataFrame, verdicts: Mapping[str, ImageVerdict]) -> str:
     per_source: dict[str, int] = defaultdict(int)
-    for sha256, sources in zip(table["sha256"], table["sources"], strict=True):
+    for sha256, sources in zip(table["sha256"].tolist(), table["sources"].tolist(), strict=True):
         if verdicts[sha256].accepted:
             for source in sources.split(",") if sources else ["(none)"]:
                 per_source[source] += 1
@@ -214,9 +255,10 @@ def render_report(
             _batch_section(checks, sources),
             _rejected_section(store, table, verdicts, thumbnail_side),
             _accepted_section(table, verdicts),
-            '<h2>Details</h2><p>Great Expectations results: <a href="rows.json">rows.json</a> (one row per image), '
-            '<a href="batch.json">batch.json</a> (per source); run summary: <a href="summary.json">summary.json</a>.'
-            "</p>",
+            f'<h2>Details</h2><p>Every rejected image with its sources, license and reasons: <a href="{REJECTED_FILE}">'
+            f"{REJECTED_FILE}</a> (one image per line, in sha256 order). Great Expectations results: "
+            '<a href="rows.json">rows.json</a> (one row per image), <a href="batch.json">batch.json</a> (per source); '
+            'run summary: <a href="summary.json">summary.json</a>.</p>',
         ]
     )
     return (
@@ -239,7 +281,13 @@ def write_report(
     row_validation: Mapping[str, Any],
     batch_validation: Mapping[str, Any],
 ) -> str:
-    """Write `index.html` and the Great Expectations results beside it under `prefix`; the page's address."""
+    """Write `index.html` under `prefix`, and beside it `rejected.json` and the Great Expectations results;
+    the page's address."""
+    with store.open_write(f"{prefix}{REJECTED_FILE}") as sink:
+        sink.write(b"[")
+        for number, image in enumerate(rejected_images(table, verdicts)):
+            sink.write((",\n" if number else "\n").encode() + json.dumps(image, ensure_ascii=False).encode("utf-8"))
+        sink.write(b"\n]\n")
     store.put(f"{prefix}rows.json", json.dumps(row_validation, indent=1, default=str).encode())
     store.put(f"{prefix}batch.json", json.dumps(batch_validation, indent=1, default=str).encode())
     page = render_report(store, summary=summary, table=table, verdicts=verdicts, sources=sources, checks=checks)

@@ -1,12 +1,11 @@
-"""The whole stage in one call, `validate_batch`: pending images measured, judged, reported and recorded,
-once per run id.
+"""Judging a measured batch (`judge_batch`): the suites run over every group's facts, verdicts recorded and
+the report written, once per run id; and the whole stage in one call (`validate_batch`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,8 +14,9 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, QualityResult
 from pipelines.quality.facts import facts_table
-from pipelines.quality.pending import pending_images
+from pipelines.quality.groups import extract_group, plan_batch, planned_groups
 from pipelines.quality.report import write_report
+from pipelines.quality.run_files import facts_key, read_frame, report_prefix, summary_key
 from pipelines.quality.suites import (
     BATCH_SUITE_FILE,
     ROW_SUITE_FILE,
@@ -41,12 +41,6 @@ class BatchRejected(RuntimeError):
         super().__init__(message)
         self.failures = tuple(failures)
         self.report_uri = report_uri
-
-
-def report_prefix(run_id: str) -> str:
-    """`reports/quality/<run>/`, the run id made safe as one key segment (Airflow ids hold ':' and '+')."""
-    segment = re.sub(r"[^A-Za-z0-9._+=:-]", "_", run_id).lstrip(".") or "_"
-    return f"reports/quality/{segment}/"
 
 
 def _recorded_counts(catalog: Catalog, run_id: str, labels: Mapping[str, str]) -> dict[str, Any] | None:
@@ -94,18 +88,26 @@ def validate_batch(
     *,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """Judge every pending image (at most `limit`, else `batch_limit`), record verdicts, write the report,
-    and return the run's summary: images, accepted, rejected, by_reason, report_uri, batch_failures.
+    """The whole stage in one process: plan the batch, measure every group, judge. What the DAG runs as
+    mapped tasks, for the command line and tests; same arguments and outcome as `judge_batch`."""
+    for group in plan_batch(store, catalog, run_id, settings, limit=limit):
+        extract_group(store, run_id, group, settings)
+    return judge_batch(store, catalog, run_id, settings)
+
+
+def judge_batch(store: ObjectStore, catalog: Catalog, run_id: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Judge the run's measured batch (`groups.plan_batch`, `groups.extract_group`), record verdicts, write
+    the report, and return the run's summary: images, accepted, rejected, by_reason, report_uri,
+    batch_failures.
 
     The stage reads the `quality` section of `settings` (default: the process's). Raises BatchRejected
-    after recording the verdicts and writing the report when a batch expectation fails. A run id validated
+    after recording the verdicts and writing the report when a batch expectation fails. A run id judged
     before returns its recorded summary (and raises again if it had failed).
     """
     quality = (settings or get_settings()).quality
     row_suite = load_suite(ROW_SUITE_FILE, quality.expectations_dir)
     batch_suite = load_suite(BATCH_SUITE_FILE, quality.expectations_dir)
     prefix = report_prefix(run_id)
-    summary_key = f"{prefix}summary.json"
     labels = {
         (expectation.get("meta") or {}).get("check"): (expectation.get("meta") or {}).get("label")
         for expectation in row_suite["expectations"]
@@ -113,7 +115,7 @@ def validate_batch(
     # A run is done once its verdicts are in the catalog (or it found nothing to judge): the summary
     # written beside the report gives the batch outcome, the catalog the counts.
     recorded = _recorded_counts(catalog, run_id, labels)
-    stored = json.loads(store.get(summary_key)) if store.exists(summary_key) else None
+    stored = json.loads(store.get(summary_key(run_id))) if store.exists(summary_key(run_id)) else None
     if recorded is not None or (stored is not None and stored["images"] == 0):
         summary = stored or {"run_id": run_id, "report_uri": store.uri(f"{prefix}index.html"), "batch_failures": []}
         summary.update(recorded or {})
@@ -121,18 +123,20 @@ def validate_batch(
         _raise_if_failed(summary)
         return summary
 
-    images = pending_images(catalog, limit if limit is not None else quality.batch_limit)
-    logger.info("validating %d pending images in run %s", len(images), run_id)
+    groups = planned_groups(store, run_id)
+    if groups is None:
+        raise RuntimeError(f"run {run_id} has no plan: its plan task never finished")
+    missing = [group for group in range(groups) if not store.exists(facts_key(run_id, group))]
+    if missing:
+        raise RuntimeError(f"run {run_id}: groups {missing} were never measured; their extraction did not finish")
     table = facts_table(
         store,
         catalog,
-        images,
-        quality.license_allow_list,
-        unlicensed_sources=quality.unlicensed_sources,
+        (read_frame(store, facts_key(run_id, group)) for group in range(groups)),
         near_duplicate_distance=quality.near_duplicate_distance,
         max_pixels=quality.max_pixels,
-        analysis_side=quality.analysis_side,
     )
+    logger.info("judging %d images of run %s", len(table), run_id)
     verdicts, row_validation = row_verdicts(table, row_suite, quality.suite_chunk_rows)
     batch_validation: dict[str, Any] = {"success": True, "results": []}
     sources = source_table(table, verdicts)
@@ -163,7 +167,7 @@ def validate_batch(
         row_validation=row_validation,
         batch_validation=batch_validation,
     )
-    store.put(summary_key, json.dumps(summary, indent=2).encode())
+    store.put(summary_key(run_id), json.dumps(summary, indent=2).encode())
     logger.info("quality report for run %s: %s", run_id, summary["report_uri"])
     apply_verdicts(store, catalog, table, verdicts, run_id)
     logger.info(

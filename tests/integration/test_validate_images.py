@@ -88,10 +88,9 @@ def test_a_batch_of_login_pages_fails_at_once_naming_the_source(
         (failed["dag_run_id"], task)
         for failed in airflow.runs("validate_images", state="failed")
         for task in airflow.task_instances("validate_images", failed["dag_run_id"])
+        if task["task_id"] == "judge"
     ]
-    messages = [
-        airflow.task_log("validate_images", run_id, "validate", task["try_number"]) for run_id, task in failures
-    ]
+    messages = [airflow.task_log("validate_images", run_id, "judge", task["try_number"]) for run_id, task in failures]
     naming_local = [task for (_, task), log in zip(failures, messages, strict=True) if "source local" in log]
     assert naming_local, "no failed validation names the source"
     assert all(task["try_number"] == 1 for task in naming_local), "a changed source pages on-call at once"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from pipelines.catalog import Catalog, QualityResult, Sighting, SightingRecord
 from pipelines.catalog import Image as ImageRow
 from pipelines.quality import BatchRejected, pending_images, report_prefix, validate_batch
-from pipelines.quality.facts import facts_table
+from pipelines.quality.facts import facts_table, measure, pending_frame
 from pipelines.quality.suites import BATCH_SUITE_FILE, ROW_SUITE_FILE, load_suite, row_verdicts
 from pipelines.raw_zone import content_digest, ingest_photo
 from pipelines.settings import QualitySettings, Settings
@@ -265,7 +265,7 @@ def test_the_row_suite_in_chunks_gives_the_verdicts_of_one_pass(
 ) -> None:
     for number, (path, _expected) in enumerate(tricky_corpus(tmp_path / "corpus").values()):
         offer(store, catalog, path.read_bytes(), SOURCES[number % len(SOURCES)], path.name)
-    table = facts_table(store, catalog, pending_images(catalog), [ALLOWED])
+    table = facts_table(store, catalog, [measure(store, pending_frame(pending_images(catalog), [ALLOWED]))])
     suite = load_suite(ROW_SUITE_FILE)
     one_pass, whole = row_verdicts(table, suite, chunk_rows=len(table))
     in_chunks, chunked = row_verdicts(table, suite, chunk_rows=4)
