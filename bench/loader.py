@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from bench.photos import library_jpegs, store_raw
 from bench.report import write_results
 from models.data import ShardStream, to_network
-from pipelines.shards import ShardParams, ShardSpec, write_shard
+from pipelines.stitch import ShardParams, ShardSpec, write_shard
 from pipelines.storage import FileStore
 
 SAMPLE_COUNT, SHARD_SIZE, PHOTO_SIZE = 1200, 200, (640, 480)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from PIL import Image, ImageOps
 
 from pipelines.raw_zone import raw_key
-from pipelines.shards import DatasetImage
+from pipelines.stitch import DatasetImage
 from pipelines.storage import ObjectStore
 from sandbox.library import PhotoLibrary
 

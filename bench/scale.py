@@ -7,8 +7,8 @@ Measured at each size, each in a fresh process so its peak memory is its own:
 
 - `pending`: the quality stage's pending-image query (`pipelines.quality.pending.pending_images`), every pending image
   with its sightings;
-- `candidates`: the stitch's accepted-candidate query (`pipelines.shards.select_accepted`);
-- `plan`: the stitch's whole plan (`pipelines.shards.plan_build`): candidates, near-duplicate dropping, split
+- `candidates`: the stitch's accepted-candidate query (`pipelines.stitch.select.select_accepted`);
+- `plan`: the stitch's whole plan (`pipelines.stitch.plan.plan_build`): candidates, near-duplicate dropping, split
   assignment and shard planning.
 
 Targets at 1,000,000: queries under 10 s on both databases, the plan under 3 minutes, each under 3 GiB.
@@ -42,7 +42,7 @@ from embedded.supervisor import Supervisor
 from pipelines.catalog import Catalog, Image, ImageStatus, Sighting
 from pipelines.licenses import from_term
 from pipelines.quality import pending_images
-from pipelines.shards import ShardParams, plan_build, select_accepted
+from pipelines.stitch import ShardParams, plan_build, select_accepted
 from pipelines.storage import FileStore
 
 SIZES = (100_000, 1_000_000)

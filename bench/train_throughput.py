@@ -40,7 +40,7 @@ from models.data import AB_SCALE
 from models.train import TrainConfig, Trainer
 from pipelines.catalog import Catalog, ImageStatus, Sighting, utcnow
 from pipelines.catalog import Image as ImageRow
-from pipelines.shards import ShardParams, stitch_dataset
+from pipelines.stitch import ShardParams, stitch_dataset
 from pipelines.storage import FileStore
 
 PHOTOS, PHOTO_SIZE, LOAD, CROP = 160, (640, 480), 286, 256

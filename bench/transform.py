@@ -4,7 +4,7 @@ per core, for 640x480 and 1600x1200 JPEGs, at the default `load_size` (286):
 
 (a) naive: Pillow full decode, `ImageOps.fit` to the square (bicubic), float64 `skimage.color.rgb2lab`,
     one `.npy` file per image;
-(b) Colorflow: `pipelines.shards.write_shard`, the production path: decode with DCT scaling, EXIF
+(b) Colorflow: `pipelines.stitch.webdataset.write_shard`, the production path: decode with DCT scaling, EXIF
     orientation, crop and resize, OpenCV's 8-bit Lab, tar writing, checksum and the atomic (fsynced) write;
 (c) decode floor: `simplejpeg.decode_jpeg` alone, with the DCT scaling Colorflow asks for.
 
@@ -53,7 +53,7 @@ from skimage.color import rgb2lab
 
 from bench.photos import library_jpegs, store_raw
 from bench.report import write_results
-from pipelines.shards import DatasetImage, ShardParams, ShardSpec, write_shard
+from pipelines.stitch import DatasetImage, ShardParams, ShardSpec, write_shard
 from pipelines.storage import FileStore
 
 SIZES = ((640, 480), (1600, 1200))

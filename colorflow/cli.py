@@ -1,7 +1,7 @@
 """The `colorflow` command: one entry point for what people run by hand.
 
 Each command's options live with the code that runs it (`add_arguments` beside `run`), so
-`python -m models.colorize`, `python -m pipelines.shards` and `python -m embedded` keep working with the
+`python -m models.colorize`, `python -m pipelines.stitch` and `python -m embedded` keep working with the
 same options. Only the command being run is imported: `colorflow --help` answers at once, while
 `colorflow train --help` loads PyTorch to list the trainer's options.
 """
@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
         " one PNG per photo. A photo that cannot be read is named with the reason and the others go on.",
     ),
     "dataset": Command(
-        "pipelines.shards",
+        "pipelines.stitch.cli",
         "build or show a dataset version of Lab shards",
         "Dataset versions: immutable sets of Lab shards in the lake, stitched from every accepted image.",
     ),

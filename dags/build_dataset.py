@@ -55,7 +55,7 @@ def build_dataset() -> None:
         """Shard groups to write (none when the version is published); the plan's summary goes to XCom
         `summary` for `publish`."""
         from pipelines.catalog import open_catalog
-        from pipelines.shards import ShardParams, group_shards, plan_build
+        from pipelines.stitch import ShardParams, group_shards, plan_build
         from pipelines.storage import open_store
 
         context = get_current_context()
@@ -72,7 +72,7 @@ def build_dataset() -> None:
 
     @task
     def write_shards(group: dict) -> list[dict]:
-        from pipelines.shards import ShardSpec, write_shard
+        from pipelines.stitch import ShardSpec, write_shard
         from pipelines.storage import open_store
 
         store = open_store()
@@ -81,7 +81,7 @@ def build_dataset() -> None:
     @task(outlets=[LAB_DATASET], trigger_rule="none_failed_min_one_success")
     def publish(written: list[list[dict]]) -> dict:
         from pipelines.catalog import open_catalog
-        from pipelines.shards import describe, publish
+        from pipelines.stitch import describe, publish
         from pipelines.storage import open_store
 
         context = get_current_context()

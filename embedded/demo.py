@@ -18,7 +18,7 @@ from embedded.airflow_api import AirflowClient
 from embedded.polling import wait_until
 from embedded.settings import StackSettings
 from pipelines.catalog import FetchFailure, Image, ImageStatus, Sighting, open_catalog
-from pipelines.shards import describe, latest_version, load_manifest
+from pipelines.stitch import describe, latest_version, load_manifest
 from pipelines.storage import open_store
 
 logger = logging.getLogger(__name__)

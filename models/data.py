@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipelines.lab import AB_OFFSET, L_SCALE, LAB_ENCODING
-from pipelines.shards import iter_samples
+from pipelines.stitch import iter_samples
 from pipelines.storage import ObjectStore, open_store
 
 # The networks see CIE units scaled into tanh's range: L* in [0, 100] as [-1, 1], and a*, b* divided by 110

@@ -39,7 +39,7 @@ from models.metrics import colorization_metrics, sample_grid
 from models.networks import NetworkConfig
 from models.train import TrainConfig, latest_checkpoint, load_checkpoint
 from pipelines.lab import lab8_to_rgb, rgb_to_lab8
-from pipelines.shards import load_manifest
+from pipelines.stitch import load_manifest
 from pipelines.storage import open_store
 
 logger = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ from models.losses import LAMBDA_L1, GANLoss, discriminator_loss, generator_loss
 from models.metrics import colorization_metrics, sample_grid
 from models.networks import NetworkConfig, build_discriminator, build_generator, colorize_ab
 from models.tracking import Tracker
-from pipelines.shards import load_manifest
+from pipelines.stitch import load_manifest
 from pipelines.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)

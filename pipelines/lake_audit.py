@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, Sighting, as_utc, utcnow
 from pipelines.raw_zone import RAW_PREFIX, quarantine_key
-from pipelines.shards import manifest_key
+from pipelines.stitch import manifest_key
 from pipelines.storage import ObjectEntry, ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)

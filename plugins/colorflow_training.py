@@ -21,7 +21,7 @@ def train_from_context(context: Any) -> dict:
     from models.train import TrainConfig
     from pipelines.catalog import open_catalog
     from pipelines.settings import get_settings
-    from pipelines.shards import latest_version
+    from pipelines.stitch import latest_version
 
     params, settings = context["params"], get_settings()
     events = [event for events in (context.get("triggering_asset_events") or {}).values() for event in events]

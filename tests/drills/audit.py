@@ -20,7 +20,7 @@ from embedded.polling import wait_until
 from pipelines.catalog import Base, open_catalog
 from pipelines.lake_audit import audit_lake
 from pipelines.settings import Settings
-from pipelines.shards import latest_version
+from pipelines.stitch import latest_version
 from pipelines.storage import open_store
 
 # Written anew by every run on purpose (a run's own report); everything else must not change on a rerun.

@@ -22,8 +22,9 @@ from models.launch import CPU_PROFILE
 from models.tracking import EXPERIMENT, run_tagged
 from models.train import checkpoint_prefix, latest_checkpoint, load_checkpoint
 from pipelines.catalog import DatasetMember, Image, QualityResult, open_catalog
+from pipelines.quality.run_files import facts_key
 from pipelines.settings import Settings
-from pipelines.shards import latest_version, load_manifest
+from pipelines.stitch import latest_version, load_manifest
 from pipelines.storage import open_store
 from tests.drills.audit import audit_after_fault, dataset_version, kill_task_while_running
 
@@ -103,22 +104,34 @@ def test_a_task_killed_mid_upload_leaves_no_partial_object_and_its_retry_stores_
     assert not staging_busy(stack_settings), "the retry removed what the killed try left staged"
 
 
-@pytest.mark.drill("crash: catalog writes", "SIGKILL of validate_images.validate while verdicts are written")
-def test_a_task_killed_mid_validation_leaves_whole_verdicts_and_its_retry_judges_the_rest(
+@pytest.mark.drill(
+    "crash: validation",
+    "SIGKILL of a validate_images.measure task mid-group, then of judge while verdicts are written",
+)
+def test_tasks_killed_mid_validation_redo_only_their_own_work_and_leave_whole_verdicts(
     airflow: AirflowClient, stack_settings: StackSettings, drill_photos: dict[str, Path], drill_report: dict
 ) -> None:
     catalog = open_catalog(stack_settings)
+    store = open_store(settings=stack_settings)
 
     def some_judged() -> bool:
         with catalog.session() as session:
             judged = select(func.count()).select_from(Image).where(Image.sha256.in_(list(drill_photos)))
             return session.scalar(judged.where(Image.status != "pending")) > 0
 
-    run_id = airflow.start("validate_images")
-    killed = kill_task_while_running(airflow, "validate_images", run_id, "validate", after_s=0, ready=some_judged)
+    run_id = airflow.start("validate_images", {"group_images": len(drill_photos) // 4})
+    killed_measure = kill_task_while_running(airflow, "validate_images", run_id, "measure", after_s=0.5)
+    killed = kill_task_while_running(airflow, "validate_images", run_id, "judge", after_s=0, ready=some_judged)
 
     assert airflow.wait_for_run("validate_images", run_id, timeout_s=600) == "success"
     assert final_try(airflow, "validate_images", run_id, killed)["try_number"] >= 2
+    measures = [task for task in airflow.task_instances("validate_images", run_id) if task["task_id"] == "measure"]
+    assert len(measures) >= 4
+    assert final_try(airflow, "validate_images", run_id, killed_measure)["try_number"] >= 2
+    others = [task for task in measures if task["map_index"] != killed_measure["map_index"]]
+    assert all(task["try_number"] == 1 and task["state"] == "success" for task in others), "only its group again"
+    groups = airflow.xcom("validate_images", run_id, "plan")
+    assert all(store.exists(facts_key(run_id, group)) for group in groups)
     with catalog.session() as session:
         pending = session.scalar(
             select(func.count())
@@ -130,7 +143,9 @@ def test_a_task_killed_mid_validation_leaves_whole_verdicts_and_its_retry_judges
             .group_by(QualityResult.run_id, QualityResult.image_sha256, QualityResult.check)
             .having(func.count() > 1)
         ).all()
-    drill_report.update(outcome="retry judged every image once, no duplicate results", objects_lost=pending)
+    drill_report.update(
+        outcome="the killed group alone was measured again; every image judged once", objects_lost=pending
+    )
     assert pending == 0 and repeated == []
     assert audit_after_fault(stack_settings, drill_report) == []
 

@@ -35,7 +35,7 @@ from models.launch import CPU_PROFILE
 from models.tracking import EXPERIMENT, run_tagged
 from pipelines.catalog import Image, Sighting, open_catalog
 from pipelines.settings import Settings
-from pipelines.shards import latest_version
+from pipelines.stitch import latest_version
 from tests.alert_receivers import Receivers, alert_receivers
 from tests.corpus import color_photo
 from tests.drills.audit import audit_after_fault

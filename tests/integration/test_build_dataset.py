@@ -15,7 +15,7 @@ from embedded.airflow_api import AirflowClient
 from embedded.settings import StackSettings
 from pipelines.catalog import DatasetMember, Image, open_catalog
 from pipelines.raw_zone import content_digest
-from pipelines.shards import iter_samples, load_manifest
+from pipelines.stitch import iter_samples, load_manifest
 from pipelines.storage import open_store
 from tests.corpus import color_photo
 

@@ -19,7 +19,7 @@ from embedded.settings import StackSettings
 from embedded.ui_check import UICheckFailed, check_uis
 from models.train import latest_checkpoint, load_checkpoint
 from pipelines.catalog import open_catalog
-from pipelines.shards import latest_version
+from pipelines.stitch import latest_version
 from pipelines.storage import open_store
 from tests.corpus import color_photo
 

@@ -11,7 +11,7 @@ import pytest
 from models.train import TrainConfig
 from pipelines.catalog import Catalog, Image, Sighting, utcnow
 from pipelines.raw_zone import raw_key
-from pipelines.shards import ShardParams, stitch_dataset
+from pipelines.stitch import ShardParams, stitch_dataset
 from pipelines.storage import FileStore
 from sandbox.library import PhotoLibrary
 

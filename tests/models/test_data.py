@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from models.data import ShardStream, from_network, to_network
 from pipelines.raw_zone import raw_key
 from pipelines.settings import get_settings
-from pipelines.shards import DatasetImage, ShardSpec, publish, write_shard
+from pipelines.stitch import DatasetImage, ShardSpec, publish, write_shard
 from pipelines.storage import FileStore, ObjectStore, S3Store
 from sandbox.library import PhotoLibrary
 

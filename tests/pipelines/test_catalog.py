@@ -31,7 +31,7 @@ from pipelines.catalog import (
     utcnow,
 )
 from pipelines.quality import pending_images
-from pipelines.shards import ShardParams, select_accepted
+from pipelines.stitch import ShardParams, select_accepted
 from pipelines.storage import FileStore
 
 

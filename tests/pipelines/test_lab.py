@@ -30,7 +30,7 @@ from pipelines.lab import (
     rgb_to_lab8,
     without_chroma,
 )
-from pipelines.shards import transform_image
+from pipelines.stitch import transform_image
 from sandbox.library import PhotoLibrary
 
 SIDE = 64

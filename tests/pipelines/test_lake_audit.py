@@ -18,7 +18,7 @@ from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, Sig
 from pipelines.lake_audit import audit_lake, write_report
 from pipelines.quality import validate_batch
 from pipelines.raw_zone import ingest_photo, quarantine_key, raw_key
-from pipelines.shards import ShardParams, load_manifest, manifest_key, stitch_dataset
+from pipelines.stitch import ShardParams, load_manifest, manifest_key, stitch_dataset
 from pipelines.storage import ObjectStore
 from sandbox.library import PhotoLibrary
 from tests.corpus import color_photo
