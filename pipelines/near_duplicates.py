@@ -112,24 +112,24 @@ class Selection:
         return self.hash_ids[kept][order], kept[order]
 
 
-def keep_first(hashes: Sequence[str], radius: int, already_kept: int = 0) -> Selection:
-    """Go through `hashes` (hex, of one length) in order; a hash within `radius` bits of one kept before it is
-    dropped, and copies the nearest kept hash (the earliest of equally near ones), else it is kept. The first
-    `already_kept` hashes are kept whatever they are: images accepted before this run.
+def keep_first(hashes: Sequence[str] | np.ndarray, radius: int, already_kept: int = 0) -> Selection:
+    """Go through `hashes` (hex, of one length, or their `hash_codes`) in order; a hash within `radius` bits of
+    one kept before it is dropped, and copies the nearest kept hash (the earliest of equally near ones), else
+    it is kept. The first `already_kept` hashes are kept whatever they are: images accepted before this run.
 
     The outcome equals comparing every hash with every kept one, but only pairs within the radius are
     looked at. Equal hashes are compared once, as one, so a photo present a thousand times costs no more
     than one present twice.
     """
-    nearest_kept = np.full(len(hashes), -1, dtype=np.int64)
-    if not hashes:
+    codes = hashes if isinstance(hashes, np.ndarray) else hash_codes(hashes)
+    nearest_kept = np.full(len(codes), -1, dtype=np.int64)
+    if not len(codes):
         return Selection(nearest_kept, np.zeros(0, dtype=np.int64))
-    codes = hash_codes(hashes)
     unique_codes, first_positions, hash_ids = np.unique(
         codes.view(np.dtype((np.void, codes.shape[1]))).ravel(), return_index=True, return_inverse=True
     )
     hash_ids = hash_ids.ravel()
-    if radius < 0 or already_kept >= len(hashes):
+    if radius < 0 or already_kept >= len(codes):
         return Selection(nearest_kept, hash_ids)
     unique_codes = unique_codes.view(np.uint8).reshape(len(unique_codes), codes.shape[1])
     # The earliest kept position of each hash; a hash first seen among the candidates is kept at its first
@@ -153,7 +153,7 @@ def keep_first(hashes: Sequence[str], radius: int, already_kept: int = 0) -> Sel
     )
 
     # A hash with no neighbour is kept at its first position and copied, at distance 0, by every later one.
-    positions = np.arange(already_kept, len(hashes))
+    positions = np.arange(already_kept, len(codes))
     alone = neighbours.counts[hash_ids[already_kept:]] == 0
     lone_positions = positions[alone]
     lone_first = first_positions[hash_ids[lone_positions]]

@@ -9,12 +9,14 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from pipelines.catalog import Catalog, Image, ImageStatus
-from pipelines.near_duplicates import keep_first
+from pipelines.catalog import Catalog, Image
+from pipelines.near_duplicates import hash_codes, keep_first
+from pipelines.quality.kept_hashes import kept_hashes
 from pipelines.settings import MAX_PIXELS
 from pipelines.storage import ObjectStore
 
@@ -58,8 +60,9 @@ def mark_duplicates(
       images with an identical perceptual hash and size, then confirmed by hashing the pixels, so only
       suspects are decoded again.
     - near duplicate: perceptual hash within `max_distance` bits of a kept image (resized, re-encoded).
-    Kept images are those already accepted in the catalog, then this batch's images in `_keep_preference`
-    order, each kept unless it matches one kept before it. The order is total, so reruns agree.
+    Kept images are those already accepted in the catalog (their hashes kept in the lake, `kept_hashes`), then
+    this batch's images in `_keep_preference` order, each kept unless it matches one kept before it. The
+    order is total, so reruns agree.
     """
     comparable = [
         row
@@ -68,37 +71,38 @@ def mark_duplicates(
     ]
     if not comparable:
         return
-    hash_length = len(comparable[0]["phash"])
-    with catalog.session() as session:
-        accepted = session.execute(
-            select(Image.sha256, Image.phash, Image.width, Image.height, Image.raw_key)
-            .where(
-                Image.status == ImageStatus.ACCEPTED, Image.phash.is_not(None), func.length(Image.phash) == hash_length
-            )
-            .order_by(Image.sha256)
-        ).all()
-    kept = [
-        {"sha256": sha, "phash": phash, "width": width, "height": height, "raw_key": key}
-        for sha, phash, width, height, key in accepted
-    ]
-    ordered = kept + sorted(comparable, key=_keep_preference)
-    selection = keep_first([row["phash"] for row in ordered], max_distance, already_kept=len(kept))
+    kept = kept_hashes(store, catalog, len(comparable[0]["phash"]))
+    ordered = sorted(comparable, key=_keep_preference)
+    codes = np.concatenate([kept.codes, hash_codes([row["phash"] for row in ordered])])
+    selection = keep_first(codes, max_distance, already_kept=len(kept))
     digests: dict[str, str | None] = {}
+
+    def at(position: int) -> dict[str, Any]:
+        if position >= len(kept):
+            return ordered[position - len(kept)]
+        sha256 = kept.sha256[position].decode()
+        return {"sha256": sha256, "width": int(kept.width[position]), "height": int(kept.height[position])}
 
     def digest(row: Mapping[str, Any]) -> str | None:
         if row["sha256"] not in digests:
-            digests[row["sha256"]] = pixel_digest(store.get(row["raw_key"]), max_pixels)
+            raw_key = row.get("raw_key") or _raw_key(catalog, row["sha256"])
+            digests[row["sha256"]] = pixel_digest(store.get(raw_key), max_pixels) if raw_key else None
         return digests[row["sha256"]]
 
     for position in selection.dropped.tolist():
-        row = ordered[position]
+        row = at(position)
         identical = [
-            ordered[suspect]
-            for suspect in selection.kept_twins(position)
-            if (ordered[suspect]["width"], ordered[suspect]["height"]) == (row["width"], row["height"])
+            suspect
+            for suspect in map(at, selection.kept_twins(position))
+            if (suspect["width"], suspect["height"]) == (row["width"], row["height"])
         ]
         twin = next((other for other in identical if digest(other) and digest(other) == digest(row)), None)
         if twin is not None:
             row["duplicate_of"] = twin["sha256"]
         else:
-            row["near_duplicate_of"] = ordered[selection.nearest_kept[position]]["sha256"]
+            row["near_duplicate_of"] = at(selection.nearest_kept[position])["sha256"]
+
+
+def _raw_key(catalog: Catalog, sha256: str) -> str | None:
+    with catalog.session() as session:
+        return session.scalar(select(Image.raw_key).where(Image.sha256 == sha256))

@@ -56,9 +56,7 @@ def plan_batch(
         )
         images, groups = images + len(page), group + 1
     store.put(plan_key(run_id), json.dumps({"images": images, "groups": groups}).encode())
-    logger.info(
-        "run %s: %d pending images in %d groups of at most %d", run_id, images, groups, group_images
-    )
+    logger.info("run %s: %d pending images in %d groups of at most %d", run_id, images, groups, group_images)
     return list(range(groups))
 
 
