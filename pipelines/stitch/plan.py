@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.catalog import Catalog
@@ -73,9 +73,10 @@ def group_shards(shards: Sequence[ShardSpec], max_groups: int) -> list[list[dict
 
 def plan_build(store: ObjectStore, catalog: Catalog, params: ShardParams) -> BuildPlan:
     """Decide the version and its shards (see the module docstring); nothing is written."""
-    kept, dropped = drop_near_duplicates(select_accepted(catalog, params), params.near_duplicate_distance)
+    candidates = select_accepted(catalog, params)
+    kept, dropped = drop_near_duplicates(candidates, params.near_duplicate_distance)
     members = sorted(
-        (replace(candidate.member, split=split_of(candidate.member.sha256, params.split_ratios)) for candidate in kept),
+        (candidates.member(position, split_of(candidates.sha256[position], params.split_ratios)) for position in kept),
         key=lambda member: (SPLITS.index(member.split), member.sha256),
     )
     identity = {"members": [member.sha256 for member in members], "transform": params.transform_fields()}

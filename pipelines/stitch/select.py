@@ -4,13 +4,12 @@ hash."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as clock_time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pipelines.catalog import Catalog, Image, ImageStatus, Sighting
 from pipelines.near_duplicates import keep_first
@@ -31,12 +30,23 @@ class DatasetImage:
 
 
 @dataclass(frozen=True)
-class AcceptedImage:
-    """An accepted image before de-duplication, with what the choice between copies looks at."""
+class Candidates:
+    """Accepted images before de-duplication, column by column: a million small objects would cost more
+    than the query that reads them. `sources` holds each image's distinct sources, sorted, comma-joined."""
 
-    member: DatasetImage
-    phash: str | None
-    first_seen_at: datetime
+    sha256: Sequence[str]
+    raw_key: Sequence[str]
+    format: Sequence[str]
+    phash: Sequence[str | None]
+    first_seen_at: Sequence[datetime]
+    sources: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.sha256)
+
+    def member(self, position: int, split: str = "") -> DatasetImage:
+        sources = tuple(self.sources[position].split(","))
+        return DatasetImage(self.sha256[position], self.raw_key[position], self.format[position], sources, split)
 
 
 def split_of(sha256: str, split_ratios: Sequence[tuple[str, float]]) -> str:
@@ -51,10 +61,17 @@ def split_of(sha256: str, split_ratios: Sequence[tuple[str, float]]) -> str:
     return split_ratios[-1][0]
 
 
-def select_accepted(catalog: Catalog, params: ShardParams) -> list[AcceptedImage]:
+def select_accepted(catalog: Catalog, params: ShardParams) -> Candidates:
     """Accepted images with at least one sighting inside the filters, each with every source it came from."""
     query = (
-        select(Image.sha256, Image.raw_key, Image.format, Image.phash, Image.first_seen_at, Sighting.source)
+        select(
+            Image.sha256,
+            Image.raw_key,
+            Image.format,
+            Image.phash,
+            Image.first_seen_at,
+            func.aggregate_strings(Sighting.source, ","),
+        )
         .join(Sighting, Sighting.image_sha256 == Image.sha256)
         .where(Image.status == ImageStatus.ACCEPTED)
     )
@@ -64,43 +81,48 @@ def select_accepted(catalog: Catalog, params: ShardParams) -> list[AcceptedImage
         query = query.where(Sighting.fetched_at >= datetime.combine(params.since, clock_time(), UTC))
     if params.until:
         query = query.where(Sighting.fetched_at < datetime.combine(params.until, clock_time(), UTC))
-    # In sha256 order (the index's own), an image's sightings arrive together: each image is built once,
-    # streamed from the cursor, without holding every row first.
-    query = query.order_by(Image.sha256).execution_options(yield_per=QUERY_BATCH_ROWS)
-    accepted: list[AcceptedImage] = []
-    with catalog.session() as session:
-        for sha256, group in itertools.groupby(session.execute(query), key=lambda row: row[0]):
-            rows = list(group)
-            first = rows[0]
-            member = DatasetImage(sha256, first.raw_key, first.format, tuple(sorted({row.source for row in rows})))
-            accepted.append(AcceptedImage(member=member, phash=first.phash, first_seen_at=first.first_seen_at))
-    return accepted
+    # One row per image, grouped in sha256 order (the index's own), fetched a batch at a time into columns.
+    query = query.group_by(Image.sha256).order_by(Image.sha256).execution_options(yield_per=QUERY_BATCH_ROWS)
+    columns: list[list] = [[] for _ in range(6)]
+    with catalog.session() as session:  # Core rows through the session's connection: no ORM loading per row
+        for rows in session.connection().execute(query).partitions():
+            for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+                column.extend(values)
+    sha256, raw_key, image_format, phash, first_seen_at, sources = columns
+    return Candidates(sha256, raw_key, image_format, phash, first_seen_at, [_distinct(names) for names in sources])
 
 
-def drop_near_duplicates(
-    candidates: Iterable[AcceptedImage], max_distance: int
-) -> tuple[list[AcceptedImage], dict[str, str]]:
+def _distinct(sources: str) -> str:
+    """An image's sources once each, sorted: it may have several sightings from one source."""
+    return sources if "," not in sources else ",".join(sorted(set(sources.split(","))))
+
+
+def drop_near_duplicates(candidates: Candidates, max_distance: int) -> tuple[list[int], dict[str, str]]:
     """Keep one image per photo: the first seen (so a growing dataset keeps the members it had), dropping
     any whose perceptual hash is within `max_distance` bits of a kept one. Identical bytes are one image
     already (the lake is content-addressed); this catches the same photo re-encoded or resized by another
     source, which the quality stage can miss when two sources were validated at the same time.
 
-    Returns the kept candidates and, for each dropped image, the image it copies."""
-    ordered = sorted(candidates, key=lambda candidate: (candidate.first_seen_at, candidate.member.sha256))
+    Returns the positions of the kept candidates, first seen first, and, for each dropped image, the image
+    it copies."""
+    ordered = sorted(
+        range(len(candidates)), key=lambda position: (candidates.first_seen_at[position], candidates.sha256[position])
+    )
     # Hashes of different lengths are never alike; each length is its own greedy pass.
-    by_hash_length: dict[int, list[tuple[str, str]]] = {}
-    for candidate in ordered:
-        if candidate.phash:
-            by_hash_length.setdefault(len(candidate.phash), []).append((candidate.phash, candidate.member.sha256))
-    originals: dict[str, str] = {}
+    by_hash_length: dict[int, list[int]] = {}
+    for position in ordered:
+        phash = candidates.phash[position]
+        if phash:
+            by_hash_length.setdefault(len(phash), []).append(position)
+    originals: dict[int, int] = {}
     for group in by_hash_length.values():
-        selection = keep_first([phash for phash, _ in group], max_distance)
-        for position in selection.dropped.tolist():
-            originals[group[position][1]] = group[selection.nearest_kept[position]][1]
-    kept = [candidate for candidate in ordered if candidate.member.sha256 not in originals]
+        selection = keep_first([candidates.phash[position] for position in group], max_distance)
+        for index in selection.dropped.tolist():
+            originals[group[index]] = group[selection.nearest_kept[index]]
+    kept = [position for position in ordered if position not in originals]
     dropped = {
-        candidate.member.sha256: originals[candidate.member.sha256]
-        for candidate in ordered
-        if candidate.member.sha256 in originals
+        candidates.sha256[position]: candidates.sha256[originals[position]]
+        for position in ordered
+        if position in originals
     }
     return kept, dropped
