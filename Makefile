@@ -5,10 +5,10 @@ PY := .venv/bin/python
 COLORFLOW := .venv/bin/colorflow
 BOOTSTRAP := scripts/bootstrap.sh
 
-.PHONY: help bootstrap up down status demo test drills lint format bench lock
+.PHONY: help bootstrap up down status demo test drills lint format bench bench-pipeline lock
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 bootstrap:  ## install Debian packages and .venv when missing or out of date
 	@bash $(BOOTSTRAP)
@@ -41,6 +41,9 @@ format: bootstrap  ## apply ruff fixes and formatting
 
 bench: bootstrap  ## run the benchmarks; results go to bench/results/
 	$(PY) -m bench
+
+bench-pipeline: bootstrap  ## real pixels at 10,000 and 100,000 through Airflow (hours); bench/results/
+	$(PY) -m bench.pipeline_scale
 
 lock:  ## re-resolve requirements.in into the full lock requirements.txt
 	bash scripts/lock.sh
