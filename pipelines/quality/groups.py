@@ -40,10 +40,10 @@ def plan_batch(
     judged before plans existed (its summary written, no plan) returns no groups."""
     quality = (settings or get_settings()).quality
     group_images = group_images or quality.fact_group_images
-    if store.exists(plan_key(run_id)):
-        plan = json.loads(store.get(plan_key(run_id)))
-        logger.info("run %s was planned before: %d images in %d groups", run_id, plan["images"], plan["groups"])
-        return list(range(plan["groups"]))
+    planned = planned_groups(store, run_id)
+    if planned is not None:
+        logger.info("run %s was planned before, in %d groups", run_id, planned)
+        return list(range(planned))
     if store.exists(summary_key(run_id)):
         return []
     images = groups = 0
