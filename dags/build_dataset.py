@@ -72,11 +72,11 @@ def build_dataset() -> None:
 
     @task
     def write_shards(group: dict) -> list[dict]:
-        from pipelines.stitch import ShardSpec, write_shard
+        from pipelines.stitch import load_shard, write_shard
         from pipelines.storage import open_store
 
         store = open_store()
-        return [write_shard(store, ShardSpec.from_dict(spec), group["load_size"]) for spec in group["shards"]]
+        return [write_shard(store, load_shard(store, key), group["load_size"]) for key in group["shards"]]
 
     @task(outlets=[LAB_DATASET], trigger_rule="none_failed_min_one_success")
     def publish(written: list[list[dict]]) -> dict:

@@ -5,15 +5,17 @@ A build has three steps, so an orchestrator can fan the middle one out over work
 
 1. `plan_build`: select accepted images (optionally by source and fetch date), drop copies of the same
    photo that reached the lake from different sources, give each image its split by hashing its content,
-   and cut the members into shards. The version is a hash of the member list and the transform
-   parameters, so planning the same data twice names the same version, and an already published version
-   is a no-op.
+   and cut the members into shards, each shard's member list written to `datasets/<version>/members/`
+   (tasks pass shard keys, never member lists). The version is a hash of the member list and the
+   transform parameters, so planning the same data twice names the same version, and an already published
+   version is a no-op.
 2. `write_shard`: for each shard, decode, orient, crop, resize and convert its images, writing the tar
    atomically. Shard bytes are reproducible (fixed tar metadata, sorted members), so rewriting one after a
    crash gives the same object.
-3. `publish`: check every shard is in the lake, record membership in the catalog, then write the
-   manifest. The manifest is the version's only mark of existence and goes last: a build killed at any
-   point leaves no visible version, and its rerun completes it.
+3. `publish`: check every shard is in the lake, record membership in the catalog (a shard at a time,
+   from its member list less what its writer left out), then write the manifest. The manifest is the
+   version's only mark of existence and goes last: a build killed at any point leaves no visible version,
+   and its rerun completes it.
 
 Samples are keyed by the image's sha256 and hold `lab.npy` (uint8, `load_size` square, encoding in
 `pipelines.lab`) and `json` (sources, split, raw key). Training crops and flips at random, so shards keep a
@@ -25,9 +27,10 @@ Each step has its file:
 |---|---|
 | `params.py` | what a version is made of: filters, splits, shard size, transform (`ShardParams`) |
 | `select.py` | the accepted images, one per photo, each with its split (`select_accepted`) |
-| `plan.py` | the version and its shards, nothing written (`plan_build`, `group_shards`) |
+| `plan.py` | the version and its shards, each shard's members in the lake (`plan_build`, `load_shard`) |
 | `transform.py` | one image's bytes to a square of 8-bit Lab (`transform_image`) |
 | `webdataset.py` | a shard's tar written to the lake and streamed back (`write_shard`, `iter_samples`) |
+| `layout.py` | every key of a version in the lake (`manifest_key`, `members_key`) |
 | `publish.py` | the version made visible, found and described (`publish`, `load_manifest`, `latest_version`) |
 | `build.py` | the three steps in one process (`stitch_dataset`) |
 | `cli.py` | the commands `colorflow dataset build` and `show`, also `python -m pipelines.stitch` |
@@ -39,9 +42,10 @@ Each step has its file:
 from __future__ import annotations
 
 from pipelines.stitch.build import stitch_dataset
+from pipelines.stitch.layout import manifest_key
 from pipelines.stitch.params import ShardParams
-from pipelines.stitch.plan import ShardSpec, group_shards, plan_build
-from pipelines.stitch.publish import describe, latest_version, load_manifest, manifest_key, publish
+from pipelines.stitch.plan import ShardSpec, group_shards, load_shard, plan_build, save_shard
+from pipelines.stitch.publish import describe, latest_version, load_manifest, publish
 from pipelines.stitch.select import DatasetImage, select_accepted
 from pipelines.stitch.transform import transform_image
 from pipelines.stitch.webdataset import iter_samples, write_shard
@@ -55,9 +59,11 @@ __all__ = [
     "iter_samples",
     "latest_version",
     "load_manifest",
+    "load_shard",
     "manifest_key",
     "plan_build",
     "publish",
+    "save_shard",
     "select_accepted",
     "stitch_dataset",
     "transform_image",

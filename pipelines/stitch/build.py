@@ -9,7 +9,7 @@ from typing import Any
 
 from pipelines.catalog import Catalog
 from pipelines.stitch.params import ShardParams
-from pipelines.stitch.plan import ShardSpec, plan_build
+from pipelines.stitch.plan import load_shard, plan_build
 from pipelines.stitch.publish import load_manifest, publish
 from pipelines.stitch.webdataset import write_shard
 from pipelines.storage import ObjectStore, open_store
@@ -17,8 +17,9 @@ from pipelines.storage import ObjectStore, open_store
 logger = logging.getLogger(__name__)
 
 
-def _write_shard_in_worker(lake_url: str, spec: dict[str, Any], load_size: int) -> dict[str, Any]:
-    return write_shard(open_store(lake_url), ShardSpec.from_dict(spec), load_size)
+def _write_shard_in_worker(lake_url: str, shard_key: str, load_size: int) -> dict[str, Any]:
+    store = open_store(lake_url)
+    return write_shard(store, load_shard(store, shard_key), load_size)
 
 
 def stitch_dataset(
@@ -37,7 +38,7 @@ def stitch_dataset(
             raise ValueError("several workers need the lake URL to open the store in each process")
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [
-                pool.submit(_write_shard_in_worker, lake_url, spec.to_dict(), params.load_size) for spec in plan.shards
+                pool.submit(_write_shard_in_worker, lake_url, spec.key, params.load_size) for spec in plan.shards
             ]
             results = [future.result() for future in futures]
     else:

@@ -1,8 +1,9 @@
-"""The first step of a build: decide the version and cut its members into shards, writing nothing.
+"""The first step of a build: decide the version and cut its members into shards.
 
 The version is a hash of the member list and the transform parameters, so planning the same data twice
-names the same version, and an already published version is a no-op. The plan is small enough for an
-XCom, and its shards can be dealt out to as many workers as an orchestrator allows."""
+names the same version, and an already published version is a no-op. Each shard's member list is written
+to the lake beside the version (`datasets/<version>/members/<shard>.json`, same bytes on every replan), so
+what travels between tasks is shard keys: a million members would not fit an orchestrator's XCom."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.catalog import Catalog
+from pipelines.stitch.layout import manifest_key, members_key, shard_key
 from pipelines.stitch.params import SPLITS, ShardParams
-from pipelines.stitch.publish import DATASETS_PREFIX, manifest_key
 from pipelines.stitch.select import DatasetImage, drop_near_duplicates, select_accepted, split_of
 from pipelines.storage import ObjectStore
 
@@ -39,7 +40,7 @@ class ShardSpec:
 
 @dataclass
 class BuildPlan:
-    """Everything `publish` needs besides the shards' own results; small enough for an XCom."""
+    """Everything `publish` needs besides the shards' own results; its summary is small enough for an XCom."""
 
     version: str
     params: ShardParams
@@ -53,26 +54,37 @@ class BuildPlan:
         return manifest_key(self.version)
 
     def summary(self) -> dict[str, Any]:
-        """The plan without its member lists (those travel with each shard)."""
+        """The plan without its member lists (those wait in the lake, one per shard)."""
         return {
             "version": self.version,
             "params": self.params.to_dict(),
             "source_mix": self.source_mix,
-            "duplicates_dropped": self.duplicates_dropped,
+            "duplicates_dropped": len(self.duplicates_dropped),
             "published": self.published,
             "shards": len(self.shards),
         }
 
 
-def group_shards(shards: Sequence[ShardSpec], max_groups: int) -> list[list[dict[str, Any]]]:
-    """Shards dealt round-robin into at most `max_groups` lists (one per mapped task): an orchestrator caps
-    how many tasks one map may start, and a dataset may have more shards than that."""
-    groups = [[spec.to_dict() for spec in shards[start::max_groups]] for start in range(max_groups)]
+def save_shard(store: ObjectStore, spec: ShardSpec) -> None:
+    """A planned shard's member list into the lake, for its writer and for `publish`."""
+    store.put(members_key(spec.key), json.dumps(spec.to_dict()).encode())
+
+
+def load_shard(store: ObjectStore, shard_key: str) -> ShardSpec:
+    """A planned shard with its members, as `save_shard` left it in the lake."""
+    return ShardSpec.from_dict(json.loads(store.get(members_key(shard_key))))
+
+
+def group_shards(shards: Sequence[ShardSpec], max_groups: int) -> list[list[str]]:
+    """Shard keys dealt round-robin into at most `max_groups` lists (one per mapped task): an orchestrator
+    caps how many tasks one map may start, and a dataset may have more shards than that."""
+    groups = [[spec.key for spec in shards[start::max_groups]] for start in range(max_groups)]
     return [group for group in groups if group]
 
 
 def plan_build(store: ObjectStore, catalog: Catalog, params: ShardParams) -> BuildPlan:
-    """Decide the version and its shards (see the module docstring); nothing is written."""
+    """Decide the version and its shards (see the module docstring); of an unpublished version, writes the
+    shards' member lists and nothing else."""
     candidates = select_accepted(catalog, params)
     kept, dropped = drop_near_duplicates(candidates, params.near_duplicate_distance)
     members = sorted(
@@ -85,15 +97,20 @@ def plan_build(store: ObjectStore, catalog: Catalog, params: ShardParams) -> Bui
     for split in SPLITS:
         in_split = [member for member in members if member.split == split]
         for number, start in enumerate(range(0, len(in_split), params.shard_size)):
-            key = f"{DATASETS_PREFIX}/{version}/{split}/{split}-{number:05d}.tar"
-            shards.append(ShardSpec(key, split, in_split[start : start + params.shard_size]))
+            shards.append(
+                ShardSpec(shard_key(version, split, number), split, in_split[start : start + params.shard_size])
+            )
     # Each image counts once in the mix, under the first source (by name) that offered it.
     source_mix = dict(sorted(Counter(member.sources[0] for member in members).items()))
+    published = store.exists(manifest_key(version))
+    if not published:
+        for spec in shards:
+            save_shard(store, spec)
     return BuildPlan(
         version=version,
         params=params,
         shards=shards,
         source_mix=source_mix,
         duplicates_dropped=dropped,
-        published=store.exists(manifest_key(version)),
+        published=published,
     )

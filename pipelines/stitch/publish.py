@@ -16,16 +16,12 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, utcnow
 from pipelines.lab import LAB_ENCODING
+from pipelines.stitch.layout import manifest_key
 from pipelines.stitch.params import SPLITS
+from pipelines.stitch.plan import load_shard
 from pipelines.storage import ObjectNotFound, ObjectStore
 
 logger = logging.getLogger(__name__)
-
-DATASETS_PREFIX = "datasets"
-
-
-def manifest_key(version: str) -> str:
-    return f"{DATASETS_PREFIX}/{version}/manifest.json"
 
 
 def publish(store: ObjectStore, catalog: Catalog, plan: dict[str, Any], shards: Sequence[dict[str, Any]]) -> dict:
@@ -54,23 +50,22 @@ def publish(store: ObjectStore, catalog: Catalog, plan: dict[str, Any], shards: 
         "sample_count": sum(split_counts.values()),
         "splits": split_counts,
         "source_mix": plan["source_mix"],
-        "duplicates_dropped": len(plan["duplicates_dropped"]),
+        "duplicates_dropped": plan["duplicates_dropped"],
         "failures": [failure for shard in shards for failure in shard["failures"]],
         "shards": [{key: shard[key] for key in ("key", "split", "samples", "bytes", "sha256")} for shard in shards],
     }
-    _record_membership(catalog, manifest, shards)
+    _record_membership(store, catalog, manifest, shards)
     store.put(key, json.dumps(manifest, indent=2).encode())
     logger.info("published dataset %s: %d samples %s", version, manifest["sample_count"], split_counts)
     return manifest
 
 
-def _record_membership(catalog: Catalog, manifest: dict[str, Any], shards: Sequence[dict[str, Any]]) -> None:
+def _record_membership(
+    store: ObjectStore, catalog: Catalog, manifest: dict[str, Any], shards: Sequence[dict[str, Any]]
+) -> None:
+    """One shard's members at a time, from its member list in the lake less the images its writer left
+    out: a million members never sit in memory or an XCom together."""
     version = manifest["version"]
-    members = [
-        {"version": version, "image_sha256": sha256, "split": shard["split"], "shard": shard["key"]}
-        for shard in shards
-        for sha256 in shard["members"]
-    ]
     row = {
         "version": version,
         "manifest_key": manifest_key(version),
@@ -80,7 +75,14 @@ def _record_membership(catalog: Catalog, manifest: dict[str, Any], shards: Seque
     }
     with catalog.session() as session:
         catalog.upsert(session, DatasetVersion, [row], key=["version"])
-        catalog.upsert(session, DatasetMember, members, key=["version", "image_sha256"])
+        for shard in shards:
+            left_out = {failure["sha256"] for failure in shard["failures"]}
+            members = [
+                {"version": version, "image_sha256": member.sha256, "split": shard["split"], "shard": shard["key"]}
+                for member in load_shard(store, shard["key"]).members
+                if member.sha256 not in left_out
+            ]
+            catalog.upsert(session, DatasetMember, members, key=["version", "image_sha256"])
 
 
 def latest_version(catalog: Catalog) -> str | None:

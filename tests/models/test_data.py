@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from models.data import ShardStream, from_network, to_network
 from pipelines.raw_zone import raw_key
 from pipelines.settings import get_settings
-from pipelines.stitch import DatasetImage, ShardSpec, publish, write_shard
+from pipelines.stitch import DatasetImage, ShardSpec, publish, save_shard, write_shard
 from pipelines.storage import FileStore, ObjectStore, S3Store
 from sandbox.library import PhotoLibrary
 
@@ -38,17 +38,18 @@ def write_dataset(store: ObjectStore, catalog_path: Path) -> dict:
         with catalog.session() as session:
             row = {"sha256": sha256, "raw_key": raw_key(sha256, "jpg"), "format": "jpg", "byte_size": len(data)}
             catalog.upsert(session, Image, [{**row, "status": "accepted", "first_seen_at": utcnow()}], ["sha256"])
-    shards = [
-        write_shard(
-            store, ShardSpec(f"datasets/test/train/train-{i:05d}.tar", "train", members[i : i + SHARD_SIZE]), LOAD
-        )
+    specs = [
+        ShardSpec(f"datasets/test/train/train-{i:05d}.tar", "train", members[i : i + SHARD_SIZE])
         for i in range(0, SAMPLES, SHARD_SIZE)
     ]
+    for spec in specs:
+        save_shard(store, spec)
+    shards = [write_shard(store, spec, LOAD) for spec in specs]
     plan = {
         "version": "test",
         "params": {"load_size": LOAD},
         "source_mix": {"unsplash": SAMPLES},
-        "duplicates_dropped": {},
+        "duplicates_dropped": 0,
     }
     return publish(store, catalog, plan, shards)
 

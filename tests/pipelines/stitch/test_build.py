@@ -22,7 +22,16 @@ from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, SightingRe
 from pipelines.catalog import Image as ImageRow
 from pipelines.quality import validate_batch
 from pipelines.raw_zone import ingest_photo
-from pipelines.stitch import ShardParams, iter_samples, load_manifest, manifest_key, plan_build, stitch_dataset
+from pipelines.stitch import (
+    ShardParams,
+    group_shards,
+    iter_samples,
+    load_manifest,
+    load_shard,
+    manifest_key,
+    plan_build,
+    stitch_dataset,
+)
 from pipelines.stitch.select import split_of
 from pipelines.storage import FileStore, ObjectNotFound
 from sandbox.library import PhotoLibrary
@@ -167,6 +176,24 @@ def test_an_unreadable_accepted_image_is_left_out_with_its_reason(store: FileSto
     assert [failure["sha256"] for failure in manifest["failures"]] == [broken]
     assert "cannot decode" in manifest["failures"][0]["reason"]
     assert [member.key for shard in manifest["shards"] for member in iter_samples(store, shard["key"])] == [good]
+    with catalog.session() as session:
+        assert session.scalars(select(DatasetMember.image_sha256)).all() == [good]
+
+
+def test_tasks_pass_shard_keys_and_find_the_members_in_the_lake(store: FileStore, catalog: Catalog) -> None:
+    """A million members would not fit an XCom: the plan leaves each shard's member list in the lake, and the
+    groups dealt to the write tasks hold shard keys only."""
+    offer_photos(store, catalog, DISTINCT[:10])
+    validate(store, catalog, "validate-1")
+
+    plan = plan_build(store, catalog, SMALL)
+
+    groups = group_shards(plan.shards, max_groups=2)
+    assert sorted(key for group in groups for key in group) == sorted(spec.key for spec in plan.shards)
+    assert all(isinstance(key, str) for group in groups for key in group)
+    assert [load_shard(store, spec.key) for spec in plan.shards] == plan.shards
+    summary = json.dumps(plan.summary())
+    assert not any(member.sha256 in summary for spec in plan.shards for member in spec.members)
 
 
 def test_a_build_killed_midway_leaves_no_version_and_its_rerun_completes(
