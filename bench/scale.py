@@ -7,9 +7,10 @@ Measured at each size, each in a fresh process so its peak memory is its own:
 
 - `pending`: the quality stage's pending-image query (`pipelines.quality.pending.pending_images`), every pending image
   with its sightings;
-- `candidates`: the stitch's accepted-candidate query (`pipelines.stitch.select.select_accepted`);
-- `plan`: the stitch's whole plan (`pipelines.stitch.plan.plan_build`): candidates, near-duplicate dropping, split
-  assignment and shard planning.
+- `first_seen`, `members`: the stitch's two candidate queries (`pipelines.stitch.select`), every accepted image's
+  sha256 and pHash in first-seen order, then address, format and sources in sha256 order, read to the end;
+- `plan`: the stitch's whole plan (`pipelines.stitch.plan.plan_build`): both passes, near-duplicate dropping, split
+  assignment, the version hash, and every shard's member list written to a lake on disk.
 
 Targets at 1,000,000: queries under 10 s on both databases, the plan under 3 minutes, each under 3 GiB.
 Results: bench/results/scale.json, with per-image costs at each size so growth is visible.
@@ -42,7 +43,8 @@ from embedded.supervisor import Supervisor
 from pipelines.catalog import Catalog, Image, ImageStatus, Sighting
 from pipelines.licenses import from_term
 from pipelines.quality import pending_images
-from pipelines.stitch import ShardParams, plan_build, select_accepted
+from pipelines.stitch import ShardParams, plan_build
+from pipelines.stitch.select import first_seen_query, member_query, query_batches
 from pipelines.storage import FileStore
 
 SIZES = (100_000, 1_000_000)
@@ -102,33 +104,40 @@ def fill(catalog: Catalog, images: int, seed: int = 7) -> None:
         connection.exec_driver_sql("ANALYZE")
 
 
-def _measured(stage: Callable[[Catalog], Any], catalog_url: str) -> tuple[float, float, int]:
-    """In a fresh process: (seconds, peak RSS in GiB, rows the stage returned)."""
+def _measured(stage: Callable[[Catalog], int], catalog_url: str) -> tuple[float, float, int]:
+    """In a fresh process: (seconds, peak RSS in GiB, rows the stage read or planned)."""
     catalog = Catalog(catalog_url)
     started = time.perf_counter()
-    found = stage(catalog)
+    rows = stage(catalog)
     seconds = time.perf_counter() - started
-    return seconds, peak_rss_mib() / 1024, len(found)
+    return seconds, peak_rss_mib() / 1024, rows
 
 
-def pending_stage(catalog: Catalog) -> list:
-    return pending_images(catalog)
+def pending_stage(catalog: Catalog) -> int:
+    return len(pending_images(catalog))
 
 
-def candidates_stage(catalog: Catalog) -> list:
-    return select_accepted(catalog, ShardParams())
+def first_seen_stage(catalog: Catalog) -> int:
+    return sum(batch.num_rows for batch in query_batches(catalog, first_seen_query(ShardParams()), ("sha", "phash")))
 
 
-def plan_stage(catalog: Catalog) -> list:
+def members_stage(catalog: Catalog) -> int:
+    columns = ("sha256", "raw_key", "format", "sources")
+    return sum(batch.num_rows for batch in query_batches(catalog, member_query(ShardParams()), columns))
+
+
+def plan_stage(catalog: Catalog) -> int:
     with tempfile.TemporaryDirectory() as lake:
-        return plan_build(FileStore(Path(lake)), catalog, ShardParams()).shards
+        return plan_build(FileStore(Path(lake)), catalog, ShardParams()).samples
 
 
-STAGES: dict[str, Callable[[Catalog], list]] = {
+STAGES: dict[str, Callable[[Catalog], int]] = {
     "pending": pending_stage,
-    "candidates": candidates_stage,
+    "first_seen": first_seen_stage,
+    "members": members_stage,
     "plan": plan_stage,
 }
+QUERIES = ("pending", "first_seen", "members")
 
 
 def measure(catalog_url: str, stages: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -172,7 +181,7 @@ def run_size(images: int, scratch: Path, postgres_port: int) -> dict[str, Any]:
         fill(catalog, images)
         log(f"{images:,} images in {database} written in {time.perf_counter() - started:.0f} s")
         # The plan reads the same rows whatever the database: measured once, on the product's PostgreSQL.
-        stages = ("pending", "candidates", "plan") if database == "postgresql" else ("pending", "candidates")
+        stages = (*QUERIES, "plan") if database == "postgresql" else QUERIES
         figures[database] = measure(url, stages)
         catalog.engine.dispose()
     return figures
@@ -198,9 +207,7 @@ def main(sizes: tuple[int, ...] = SIZES) -> None:
     at_largest = runs[largest]
     figures = {
         "sizes": list(sizes),
-        "queries_1m_max_s": max(
-            at_largest[database][stage]["seconds"] for database in at_largest for stage in ("pending", "candidates")
-        ),
+        "queries_1m_max_s": max(at_largest[database][stage]["seconds"] for database in at_largest for stage in QUERIES),
         "plan_1m_s": at_largest["postgresql"]["plan"]["seconds"],
         "peak_rss_gib": max(values["peak_rss_gib"] for stages in at_largest.values() for values in stages.values()),
         "cost_growth": {

@@ -61,7 +61,7 @@ def build_dataset() -> None:
         context = get_current_context()
         params = ShardParams.from_dict(dict(context["params"]))
         built = plan_build(open_store(), open_catalog(), params)
-        if not built.shards:
+        if not built.samples:
             raise AirflowSkipException("no accepted images match the filters: nothing to build")
         context["ti"].xcom_push(key="summary", value=built.summary())
         if built.published:

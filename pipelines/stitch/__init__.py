@@ -26,7 +26,7 @@ Each step has its file:
 | file | step |
 |---|---|
 | `params.py` | what a version is made of: filters, splits, shard size, transform (`ShardParams`) |
-| `select.py` | the accepted images, one per photo, each with its split (`select_accepted`) |
+| `select.py` | the accepted images, one per photo, streamed with their splits (`stream_members`) |
 | `plan.py` | the version and its shards, each shard's members in the lake (`plan_build`, `load_shard`) |
 | `transform.py` | one image's bytes to a square of 8-bit Lab (`transform_image`) |
 | `webdataset.py` | a shard's tar written to the lake and streamed back (`write_shard`, `iter_samples`) |
@@ -46,7 +46,7 @@ from pipelines.stitch.layout import manifest_key
 from pipelines.stitch.params import ShardParams
 from pipelines.stitch.plan import ShardSpec, group_shards, load_shard, plan_build, save_shard
 from pipelines.stitch.publish import describe, latest_version, load_manifest, publish
-from pipelines.stitch.select import DatasetImage, select_accepted
+from pipelines.stitch.select import DatasetImage
 from pipelines.stitch.transform import transform_image
 from pipelines.stitch.webdataset import iter_samples, write_shard
 
@@ -64,7 +64,6 @@ __all__ = [
     "plan_build",
     "publish",
     "save_shard",
-    "select_accepted",
     "stitch_dataset",
     "transform_image",
     "write_shard",

@@ -37,10 +37,8 @@ def stitch_dataset(
         if lake_url is None:
             raise ValueError("several workers need the lake URL to open the store in each process")
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [
-                pool.submit(_write_shard_in_worker, lake_url, spec.key, params.load_size) for spec in plan.shards
-            ]
+            futures = [pool.submit(_write_shard_in_worker, lake_url, key, params.load_size) for key in plan.shards]
             results = [future.result() for future in futures]
     else:
-        results = [write_shard(store, spec, params.load_size) for spec in plan.shards]
+        results = [write_shard(store, load_shard(store, key), params.load_size) for key in plan.shards]
     return publish(store, catalog, plan.summary(), results)

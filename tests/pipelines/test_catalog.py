@@ -6,7 +6,7 @@ import contextlib
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,11 @@ from pipelines.catalog import (
     QualityResult,
     Sighting,
     SightingRecord,
-    as_utc,
     utcnow,
 )
 from pipelines.quality import pending_images
-from pipelines.stitch import ShardParams, select_accepted
-from pipelines.stitch.select import accepted_query
+from pipelines.stitch import ShardParams
+from pipelines.stitch.select import first_seen_query, keep_one_per_photo, member_query, stream_members
 from pipelines.storage import FileStore
 
 
@@ -231,27 +230,6 @@ def full_scans(catalog: Catalog, statement: str, parameters: Any) -> list[str]:
         return [step for step in plan if step.startswith("SCAN") and "INDEX" not in step]
 
 
-def test_candidates_read_the_same_on_each_engine(catalog: Catalog) -> None:
-    """PostgreSQL's candidates come through COPY and a CSV parser, SQLite's through the cursor: both must
-    give back exactly the rows written, nulls, timestamps, commas in keys and each image's sources once."""
-    photos = [f"{number:064x}" for number in range(3)]
-    catalog.add_images([NewImage(sha, f'raw/{sha[:2]}/{sha},odd "key".jpg', "jpg", 1) for sha in photos])
-    catalog.add_sightings([(sha, sighting("unsplash", source_id=sha[-6:])) for sha in photos], "run")
-    catalog.add_sightings([(photos[0], sighting("flickr", source_id="f")), (photos[0], sighting("flickr"))], "run")
-    seen_at = datetime(2026, 5, 1, 12, 30, 15, 250_000, tzinfo=UTC)
-    with catalog.session() as session:
-        session.execute(update(Image).where(Image.sha256.in_(photos[:2])).values(status="accepted"))
-        session.execute(update(Image).where(Image.sha256 == photos[0]).values(phash="f0f0", first_seen_at=seen_at))
-    candidates = select_accepted(catalog, ShardParams())
-    assert list(candidates.sha256) == photos[:2]
-    assert list(candidates.raw_key) == [f'raw/00/{sha},odd "key".jpg' for sha in photos[:2]]
-    assert list(candidates.format) == ["jpg", "jpg"]
-    assert list(candidates.phash) == ["f0f0", None]
-    assert as_utc(candidates.first_seen_at[0]) == seen_at  # SQLite keeps no zone: UTC by convention
-    assert list(candidates.sources) == ["flickr,unsplash", "unsplash"]
-    assert list(select_accepted(catalog, ShardParams(sources=("flickr",))).sha256) == photos[:1]
-
-
 def test_the_stages_queries_read_through_indexes(catalog: Catalog, tmp_path: Path) -> None:
     """The queries a stage runs over a batch (pending images, accepted candidates, a dataset's members) must
     not read whole tables: at a million images a full scan per batch is what makes a daily run slow."""
@@ -281,15 +259,18 @@ def test_the_stages_queries_read_through_indexes(catalog: Catalog, tmp_path: Pat
     filtered = ShardParams(sources=("unsplash",), since=date(2026, 1, 1), until=date(2100, 1, 1))
     with selects_run(catalog) as queries:
         assert len(pending_images(catalog)) == 2
-        assert len(select_accepted(catalog, ShardParams())) == len(select_accepted(catalog, filtered)) == 4
+        for params in (ShardParams(), filtered):
+            kept = keep_one_per_photo(catalog, params).kept
+            assert len(kept) == len(list(stream_members(catalog, params, kept))) == 4
         quality_reports(FileStore(tmp_path / "lake"), catalog, "v1")
     # On PostgreSQL the candidates travel through COPY, past the engine's cursor events: checked as compiled.
     if catalog.engine.dialect.name == "postgresql":
-        for params in (ShardParams(), filtered):
-            compiled = accepted_query(params).compile(
-                dialect=catalog.engine.dialect, compile_kwargs={"render_postcompile": True}
-            )
-            queries.append((compiled.string, compiled.params))
+        for candidate_query in (first_seen_query, member_query):
+            for params in (ShardParams(), filtered):
+                compiled = candidate_query(params).compile(
+                    dialect=catalog.engine.dialect, compile_kwargs={"render_postcompile": True}
+                )
+                queries.append((compiled.string, compiled.params))
     assert len(queries) >= 5
     for statement, parameters in queries:
         assert full_scans(catalog, statement, parameters) == [], statement

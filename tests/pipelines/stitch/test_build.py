@@ -140,7 +140,8 @@ def test_same_photo_from_two_sources_is_kept_once(store: FileStore, catalog: Cat
     plan = plan_build(store, catalog, SMALL)
 
     assert plan.duplicates_dropped == {copy: original}
-    assert sorted(member.sha256 for shard in plan.shards for member in shard.members) == sorted([original, other])
+    members = [member.sha256 for key in plan.shards for member in load_shard(store, key).members]
+    assert sorted(members) == sorted([original, other])
 
 
 def accept_as_is(store: FileStore, catalog: Catalog) -> None:
@@ -182,18 +183,23 @@ def test_an_unreadable_accepted_image_is_left_out_with_its_reason(store: FileSto
 
 def test_tasks_pass_shard_keys_and_find_the_members_in_the_lake(store: FileStore, catalog: Catalog) -> None:
     """A million members would not fit an XCom: the plan leaves each shard's member list in the lake, and the
-    groups dealt to the write tasks hold shard keys only."""
-    offer_photos(store, catalog, DISTINCT[:10])
+    groups dealt to the write tasks hold shard keys only. The version, hashed a member at a time, is the hash
+    of the whole member list."""
+    accepted = offer_photos(store, catalog, DISTINCT[:10])
     validate(store, catalog, "validate-1")
 
     plan = plan_build(store, catalog, SMALL)
 
     groups = group_shards(plan.shards, max_groups=2)
-    assert sorted(key for group in groups for key in group) == sorted(spec.key for spec in plan.shards)
-    assert all(isinstance(key, str) for group in groups for key in group)
-    assert [load_shard(store, spec.key) for spec in plan.shards] == plan.shards
+    assert sorted(key for group in groups for key in group) == sorted(plan.shards) and len(groups) == 2
+    specs = [load_shard(store, key) for key in plan.shards]
+    assert [spec.key for spec in specs] == plan.shards
+    members = [member.sha256 for spec in specs for member in spec.members]
+    assert sorted(members) == sorted(accepted) and plan.samples == 10
+    identity = {"members": members, "transform": SMALL.transform_fields()}
+    assert plan.version == hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     summary = json.dumps(plan.summary())
-    assert not any(member.sha256 in summary for spec in plan.shards for member in spec.members)
+    assert not any(sha256 in summary for sha256 in accepted)
 
 
 def test_a_build_killed_midway_leaves_no_version_and_its_rerun_completes(
