@@ -7,6 +7,7 @@ table of `licenses.getInfo`, a search whose photos lack the original size, a bad
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -44,9 +45,15 @@ def http(config: flickr.FlickrConfig, settings: Settings) -> HttpClient:
     return flickr.client(config, settings)
 
 
+@functools.cache
+def stand_in_catalogue(library: PhotoLibrary) -> FlickrCatalogue:
+    """The stand-in's catalogue, built once: building one measures the library's photos."""
+    return FlickrCatalogue(library)
+
+
 def served(library: PhotoLibrary, photo_number: int) -> bool:
     """Whether the stand-in offers some size of the ladder for this photo (small originals, hidden ones not)."""
-    catalogue = FlickrCatalogue(library)
+    catalogue = stand_in_catalogue(library)
     photo = catalogue.photos[photo_number]
     return any(catalogue.has_size(photo, URL_EXTRAS[size]) for size in flickr.SIZE_LADDER)
 
@@ -110,7 +117,7 @@ def test_a_crowded_day_is_split_until_every_photo_is_reachable(
 ) -> None:
     """4,600 photos in one day: one search reaches only 4,000, so the window must be halved (discovery only)."""
     found = flickr.discover(config, http, days_before_anchor(library, 1, 0), ["crowd"], limit=10_000)
-    crowd = FlickrCatalogue(library).photos[len(library.photos) :]
+    crowd = stand_in_catalogue(library).photos[len(library.photos) :]
     offered = sum(served(library, photo.number) for photo in crowd)
     assert len(found) == len({candidate.source_id for candidate in found}) == offered > 4000
 
