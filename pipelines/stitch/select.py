@@ -39,7 +39,7 @@ class DatasetImage:
 @dataclass(frozen=True)
 class OnePerPhoto:
     """The first pass's result: the sha256 of every image the version keeps, sorted, and each dropped near
-    copy with the image it copies. About 120 bytes per image: what a build holds whatever its size."""
+    copy with the image it copies: about 120 bytes per image, all a build holds while its shards stream."""
 
     kept: list[str]
     dropped: dict[str, str]
