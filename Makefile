@@ -13,8 +13,8 @@ help:  ## list the targets
 bootstrap:  ## install Debian packages and .venv when missing or out of date
 	@bash $(BOOTSTRAP)
 
-up: bootstrap  ## start Airflow, MLflow and the sandbox on loopback (waits until healthy)
-	$(COLORFLOW) stack up
+up: bootstrap  ## start Airflow, MLflow and the sandbox on loopback (waits until healthy); EXECUTOR=celery adds Redis and workers
+	$(COLORFLOW) stack up $(if $(EXECUTOR),--executor $(EXECUTOR))
 
 down:  ## stop the services `make up` started
 	@if [ -x $(COLORFLOW) ]; then $(COLORFLOW) stack down; else echo "nothing to stop"; fi

@@ -21,7 +21,6 @@ one (empty: the newest) and the other params override the training config. A run
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, dag, get_current_context, task
@@ -29,8 +28,9 @@ from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference, Param, 
 from colorflow_alerts import overdue_run_alert, task_defaults
 from colorflow_assets import LAB_DATASET
 from colorflow_training import train_from_context
+from pipelines.settings import get_settings
 
-DEADLINE = timedelta(hours=float(os.environ.get("COLORFLOW_TRAIN_DEADLINE_HOURS", "8")))
+DEADLINE = timedelta(hours=get_settings().train_deadline_hours)
 
 
 def _optional(kind: str, description: str, **bounds: object) -> Param:

@@ -7,18 +7,26 @@ import argparse
 import os
 from pathlib import Path
 
-from embedded import services
+from embedded import services, workers
 from embedded.settings import StackSettings, get_stack_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="stack_command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    up = commands.add_parser(
         "up",
         help="start Airflow, MLflow and the sandbox; returns once all are healthy",
         description="Start PostgreSQL, the sandbox, MLflow and Airflow (api-server, scheduler, dag-processor,"
-        " triggerer) on loopback, each health-checked; what already runs is left as it is.",
-    ).set_defaults(run=_up)
+        " triggerer) on loopback, each health-checked; what already runs is left as it is. With `--executor"
+        " celery`, also Redis and Celery workers: COLORFLOW_DEFAULT_WORKERS on queue `default` (2) and one on"
+        " queue `gpu`, each with its own log in the logs folder.",
+    )
+    up.add_argument(
+        "--executor",
+        choices=["local", "celery"],
+        help="LocalExecutor, or CeleryExecutor with Redis and workers (default: COLORFLOW_EXECUTOR, else local)",
+    )
+    up.set_defaults(run=_up)
     commands.add_parser(
         "down", help="stop what `up` started", description="Stop the services `up` started, by their PID files."
     ).set_defaults(run=_down)
@@ -56,6 +64,8 @@ def run_airflow(arguments: list[str]) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     settings = get_stack_settings()
+    if args.executor:
+        settings = settings.model_copy(update={"executor": args.executor})
     services.up(settings)
     _print_addresses(settings)
     return 0
@@ -66,6 +76,9 @@ def _print_addresses(settings: StackSettings) -> None:
     print(f"MLflow UI   {settings.mlflow_tracking_uri}")
     if settings.sandbox:
         print(f"Sandbox     {settings.sandbox_url}")
+    if settings.executor == "celery":
+        for worker in workers.workers(settings):
+            print(f"Worker      {worker.node}  queue {worker.queue}, concurrency {worker.concurrency}")
     print(f"Logs        {settings.logs_dir}")
 
 

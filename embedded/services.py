@@ -1,6 +1,7 @@
-"""The embedded Colorflow stack: Airflow 3 (api-server, scheduler, dag-processor, triggerer; LocalExecutor;
-metadata in a private PostgreSQL, see `embedded.postgres`), an MLflow tracking server (SQLite backend,
-artifacts in the lake) and the sandbox host.
+"""The embedded Colorflow stack: Airflow 3 (api-server, scheduler, dag-processor, triggerer; metadata in a
+private PostgreSQL, see `embedded.postgres`), an MLflow tracking server (SQLite backend, artifacts in the
+lake) and the sandbox host. Tasks run under the LocalExecutor, or with `executor=celery` on Celery workers fed
+by Redis, as in production (`embedded.workers`).
 
 Everything lives under the settings' `home` (`.colorflow/` by default): Airflow's home, the MLflow
 database, PID files and logs. Ports and paths come from `pipelines.settings`, so a test can run a whole
@@ -18,7 +19,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from embedded import postgres
+from embedded import postgres, workers
 from embedded.settings import StackSettings
 from embedded.supervisor import Service, Supervisor
 from pipelines.catalog import open_catalog
@@ -54,18 +55,21 @@ def settings_env(settings: StackSettings) -> dict[str, str]:
 def _stack_secrets(settings: StackSettings) -> dict[str, str]:
     """Keys Airflow's components must share (JWT signing, Fernet), made once and kept private."""
     path = settings.home / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    values = json.loads(path.read_text()) if path.exists() else {}
     from cryptography.fernet import Fernet
 
-    values = {
-        "jwt_secret": secrets.token_urlsafe(32),
-        "api_secret_key": secrets.token_urlsafe(32),
-        "fernet_key": Fernet.generate_key().decode(),
+    makers = {
+        "jwt_secret": lambda: secrets.token_urlsafe(32),
+        "api_secret_key": lambda: secrets.token_urlsafe(32),
+        "fernet_key": lambda: Fernet.generate_key().decode(),
+        "redis_password": lambda: secrets.token_hex(24),  # URL-safe: it goes into the broker URL
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values))
+    missing = {name: make() for name, make in makers.items() if name not in values}
+    if missing:  # a home made before a key existed gets only the new one
+        values |= missing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values))
     return values
 
 
@@ -172,6 +176,8 @@ def airflow_env(settings: StackSettings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
     }
+    if settings.executor == "celery":
+        env |= workers.stack_celery_env(settings, keys["redis_password"])
     return env
 
 
@@ -188,8 +194,10 @@ def postgres_service(settings: StackSettings) -> Service:
 
 
 def stack_services(settings: StackSettings) -> list[Service]:
-    """The services of the embedded stack, in start order (the database before Airflow)."""
+    """The services of the embedded stack, in start order (the database and the broker before Airflow)."""
     services = [postgres_service(settings)]
+    if settings.executor == "celery":
+        services.append(workers.redis_service(settings, _stack_secrets(settings)["redis_password"]))
     if settings.sandbox:
         services.append(
             Service(
@@ -248,6 +256,9 @@ def stack_services(settings: StackSettings) -> list[Service]:
         )
         for component in AIRFLOW_COMPONENTS
     )
+    if settings.executor == "celery":
+        run_dir = settings.home / "run"
+        services.extend(workers.worker_service(worker, env, BIN, run_dir) for worker in workers.workers(settings))
     return services
 
 
@@ -285,8 +296,13 @@ def up(settings: StackSettings) -> None:
 
 
 def down(settings: StackSettings) -> list[str]:
-    """Stop the services `up` started (by PID file), last started first; returns those that were running."""
-    return [service.name for service in reversed(stack_services(settings)) if supervisor(settings).stop(service.name)]
+    """Stop the services `up` started (by PID file), last started first; returns those that were running.
+
+    Whichever executor `up` was given: a stack started in Celery mode is stopped by a plain `make down`."""
+    keeper = supervisor(settings)
+    names = [service.name for service in stack_services(settings.model_copy(update={"executor": "celery"}))]
+    names += sorted(path.stem for path in keeper.run_dir.glob(f"{workers.SERVICE_PREFIX}*.pid") if path.stem not in names)
+    return [name for name in reversed(names) if keeper.stop(name)]
 
 
 def status(settings: StackSettings) -> dict[str, str]:

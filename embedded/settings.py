@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -28,6 +29,16 @@ class StackSettings(Settings):
     airflow_password: str = Field(default="admin", description="Password of the embedded Airflow UI.")
     sandbox: bool = Field(
         default=True, description="Run the sandbox stand-ins and point the sources' connections at them."
+    )
+    executor: Literal["local", "celery"] = Field(
+        default="local",
+        description="How Airflow runs tasks: `local` (LocalExecutor, tasks as children of the scheduler) or"
+        " `celery` (CeleryExecutor: Redis and Celery workers on queues `default` and `gpu`, as in production).",
+    )
+    redis_port: int = Field(default=6380, description="Port of the embedded Redis (the Celery broker).")
+    default_workers: int = Field(default=2, ge=1, description="Celery workers on queue `default` (celery mode).")
+    worker_concurrency: int = Field(
+        default=1, ge=1, description="Tasks each `default` worker runs at once; the `gpu` worker always runs one."
     )
 
     @model_validator(mode="after")

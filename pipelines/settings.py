@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         default=None,
         description="Folder ingest_local reads by default (None: the sample photos shipped in pip packages).",
     )
+    train_deadline_hours: float = Field(
+        default=8.0,
+        gt=0,
+        description="Hours after a train_colorizer run is queued before its overdue alert fires: a run stuck,"
+        " starved of a GPU worker or far slower than usual.",
+    )
     # Read from COLORFLOW_QUALITY_* by the section itself (made anew, so the environment is read then).
     quality: QualitySettings = Field(default_factory=QualitySettings, description="The quality stage's settings.")
 

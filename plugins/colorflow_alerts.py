@@ -339,11 +339,14 @@ def fail_fast(*permanent: type[BaseException]) -> Iterator[None]:
 
 async def overdue_run_alert(context: dict[str, Any] | None = None, **details: Any) -> None:
     """A DAG run is far past its expected time (an Airflow deadline was missed): stuck or much slower than
-    usual, either way someone should look before it holds its pool for hours more."""
+    usual, either way someone should look before it holds its pool for hours more.
+
+    The scheduler hands the triggerer the run as the REST API shows it (`DAGRunResponse`), whose id is
+    `dag_run_id`."""
     dag_run = (context or {}).get("dag_run") or {}
     logger.error(
         "COLORFLOW RUN OVERDUE: dag=%s run=%s is still running past its deadline (%s)",
-        dag_run.get("dag_id") if isinstance(dag_run, dict) else getattr(dag_run, "dag_id", None),
-        dag_run.get("run_id") if isinstance(dag_run, dict) else getattr(dag_run, "run_id", None),
+        dag_run.get("dag_id"),
+        dag_run.get("dag_run_id"),
         details.get("expected", "see the DAG's deadline"),
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make this machine ready for Colorflow, doing only what is missing:
-#   - Debian packages the stack needs: PostgreSQL server binaries (catalog tests), Chromium and
-#     ChromeDriver (the Instagram browser mode);
+#   - Debian packages the stack needs: PostgreSQL server binaries (catalog tests), Redis (the Celery
+#     broker of `make up EXECUTOR=celery`), Chromium and ChromeDriver (the Instagram browser mode);
 #   - .venv, created or refreshed only when requirements.txt changed since it was last installed;
 #   - the `colorflow` command in .venv/bin, from pyproject.toml.
 set -euo pipefail
@@ -13,6 +13,7 @@ STAMP="$VENV/.requirements.sha256"
 
 missing_debian_packages() {
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || echo postgresql
+    [ -x /usr/bin/redis-server ] || echo redis-server
     [ -x /usr/bin/chromium ] || echo chromium
     [ -x /usr/bin/chromedriver ] || echo chromium-driver
 }

@@ -1,10 +1,15 @@
-"""Settings for embedded stacks that tests start for themselves."""
+"""Settings for embedded stacks that tests start for themselves, and such stacks running."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+from embedded import services
+from embedded.airflow_api import AirflowClient
 from embedded.ports import free_port
 from embedded.settings import StackSettings
 
@@ -21,6 +26,19 @@ def private_stack_settings(prefix: str, **overrides: object) -> StackSettings:
         mlflow_port=free_port(),
         sandbox_port=free_port(),
         postgres_port=free_port(),
+        redis_port=free_port(),
         airflow_password="test",
         **overrides,
     )
+
+
+@contextlib.contextmanager
+def running_stack(prefix: str, **overrides: object) -> Iterator[tuple[StackSettings, AirflowClient]]:
+    """A private stack (see `private_stack_settings`) started for the block, then stopped and removed."""
+    settings = private_stack_settings(prefix, **overrides)
+    try:
+        services.up(settings)
+        yield settings, AirflowClient(settings.airflow_url, settings.airflow_username, settings.airflow_password)
+    finally:
+        services.down(settings)
+        shutil.rmtree(settings.home, ignore_errors=True)

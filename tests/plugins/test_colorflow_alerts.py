@@ -115,7 +115,11 @@ def test_fail_fast_turns_permanent_errors_into_a_failure_without_retries() -> No
 
 
 def test_an_overdue_run_is_reported_loudly(caplog: pytest.LogCaptureFixture) -> None:
-    context = {"dag_run": {"dag_id": "train_colorizer", "run_id": "asset_triggered__2026-11-23"}}
+    # What Airflow's scheduler sends with a missed deadline: the run as the REST API shows it.
+    context = {
+        "dag_run": {"dag_id": "train_colorizer", "dag_run_id": "asset_triggered__2026-11-23", "state": "running"},
+        "deadline": {"id": "0193", "deadline_time": "2026-11-23T08:00:00+00:00"},
+    }
 
     asyncio.run(overdue_run_alert(context=context, expected="finished within 8:00:00"))
 
