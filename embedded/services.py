@@ -301,7 +301,8 @@ def down(settings: StackSettings) -> list[str]:
     Whichever executor `up` was given: a stack started in Celery mode is stopped by a plain `make down`."""
     keeper = supervisor(settings)
     names = [service.name for service in stack_services(settings.model_copy(update={"executor": "celery"}))]
-    names += sorted(path.stem for path in keeper.run_dir.glob(f"{workers.SERVICE_PREFIX}*.pid") if path.stem not in names)
+    started_workers = (path.stem for path in keeper.run_dir.glob(f"{workers.SERVICE_PREFIX}*.pid"))
+    names += sorted(name for name in started_workers if name not in names)
     return [name for name in reversed(names) if keeper.stop(name)]
 
 
