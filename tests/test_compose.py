@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from embedded import workers
+from embedded.settings import StackSettings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.airflow.yml"
@@ -124,3 +128,47 @@ def test_the_gpu_pool_training_waits_for_is_created(dummy_env: Path) -> None:
     assert result.returncode == 0, result.stderr
     script = " ".join(json.loads(result.stdout)["services"]["airflow-init"]["command"])
     assert re.search(r"airflow pools set gpu \S+", script), script
+
+
+def test_the_workers_run_what_the_tested_celery_mode_runs(dummy_env: Path, tmp_path: Path) -> None:
+    """The compose file's workers, broker and Celery settings are the ones `make up EXECUTOR=celery` starts and
+    the Celery tests run the pipeline on (`embedded.workers`), so the two cannot drift apart."""
+    dummy_env.write_text(
+        re.sub(r"^CPU_WORKER_CONCURRENCY=.*$", "CPU_WORKER_CONCURRENCY=", dummy_env.read_text(), flags=re.M)
+    )
+    result = run_compose(dummy_env, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services: dict[str, Any] = json.loads(result.stdout)["services"]
+    tested = StackSettings(home=tmp_path, executor="celery")
+
+    environment = services["airflow-scheduler"]["environment"]
+    expected = workers.celery_env(
+        environment["AIRFLOW__CELERY__BROKER_URL"], environment["AIRFLOW__CELERY__RESULT_BACKEND"]
+    )
+    assert {name: environment.get(name) for name in expected} == expected
+    local = workers.stack_celery_env(tested, "secret")
+    for name in ("AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND"):
+        assert environment[name].split("://")[0] == local[name].split("://")[0], name
+    for name in (name for name in services if name.startswith("airflow-")):
+        assert {key: services[name]["environment"].get(key) for key in expected} == expected, name
+
+    queues = {}
+    for name, service in services.items():
+        command = service.get("command") or []
+        if command[:3] != ["airflow", "celery", "worker"]:
+            continue
+        queue, concurrency = command[command.index("--queues") + 1], int(command[command.index("--concurrency") + 1])
+        queues[queue] = concurrency
+        assert command == workers.worker_command(queue, concurrency), name
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL" and shlex.split(test[1].replace("$$", "$")) == workers.health_command(
+            "celery@${HOSTNAME}"
+        ), name
+    assert queues == {workers.DEFAULT_QUEUE: 8, workers.GPU_QUEUE: 1}
+    assert set(queues) == {worker.queue for worker in workers.workers(tested)}
+    assert [worker.concurrency for worker in workers.workers(tested) if worker.queue == workers.GPU_QUEUE] == [1]
+
+    redis = services["redis"]["command"]
+    assert redis[0] == "redis-server" and "--requirepass" in redis
+    options = list(workers.REDIS_OPTIONS)
+    assert any(redis[start : start + len(options)] == options for start in range(len(redis))), redis
