@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from bench import (
+    celery_workers,
     ingest,
     lake_audit,
     loader,
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "loader": loader.main,
     "lake_audit": lake_audit.main,
     "ingest": ingest.main,
+    "celery_workers": celery_workers.main,
     "near_duplicates": near_duplicates.main,
     "scale": scale.main,
     "train_throughput": lambda: train_throughput.main([]),

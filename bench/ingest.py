@@ -74,8 +74,9 @@ def log(message: str) -> None:
 
 
 @contextmanager
-def stack(scratch: Path) -> Iterator[tuple[StackSettings, AirflowClient]]:
-    """An embedded stack of its own (fresh home, free ports), its sandbox far away and thousands of photos big."""
+def stack(scratch: Path, **overrides: Any) -> Iterator[tuple[StackSettings, AirflowClient]]:
+    """An embedded stack of its own (fresh home, free ports), its sandbox far away and thousands of photos big;
+    `overrides` are further settings (the executor, its workers)."""
     home = Path(tempfile.mkdtemp(prefix="colorflow-bench-ingest-"))
     home.chmod(0o755)  # the PostgreSQL server runs as its own user
     settings = StackSettings(
@@ -84,7 +85,9 @@ def stack(scratch: Path) -> Iterator[tuple[StackSettings, AirflowClient]]:
         mlflow_port=free_port(),
         sandbox_port=free_port(),
         postgres_port=free_port(),
+        redis_port=free_port(),
         airflow_password="bench",
+        **overrides,
     )
     os.environ.update(
         COLORFLOW_SANDBOX_VARIANTS=str(VARIANTS),
@@ -172,14 +175,14 @@ def floor(urls: list[str], folder: Path) -> float:
     return len(urls) / elapsed
 
 
-def forget_dump(settings: StackSettings) -> None:
-    """Remove the ImageNet rows and objects, so the next run stores every image anew."""
+def forget_dump(settings: StackSettings, source: str = "imagenet") -> None:
+    """Remove a source's rows and objects (the dump's by default), so the next run stores every image anew."""
     store = open_store(settings=settings)
     with open_catalog(settings).session() as session:
-        ours = select(Sighting.image_sha256).where(Sighting.source == "imagenet")
+        ours = select(Sighting.image_sha256).where(Sighting.source == source)
         keys = list(session.scalars(select(Image.raw_key).where(Image.sha256.in_(ours))))
         shas = list(session.scalars(ours))
-        session.execute(delete(Sighting).where(Sighting.source == "imagenet"))
+        session.execute(delete(Sighting).where(Sighting.source == source))
         session.execute(delete(Image).where(Image.sha256.in_(shas)))
         session.commit()
     for key in keys:
@@ -230,25 +233,31 @@ def dump_run(settings: StackSettings, airflow: AirflowClient, dump: LargeDump, w
     return result
 
 
+def use_generated_dump(settings: StackSettings, airflow: AirflowClient, name: str, library: PhotoLibrary) -> LargeDump:
+    """Point connection `imagenet_generated` at the sandbox's generated dump `name` (built beforehand)."""
+    dump = LargeDump.parse(name)
+    manifest = json.loads((dump.folder(generated_folder(), library) / MANIFEST).read_text())
+    airflow.put_connection(
+        CONNECTION,
+        conn_type="http",
+        host=f"{settings.sandbox_url}/imagenet",
+        extra=json.dumps(
+            {
+                "ilsvrc_url": f"{settings.sandbox_url}/imagenet/generated/{name}",
+                "md5": {"ILSVRC2012_img_train.tar": manifest["md5"]},
+            }
+        ),
+    )
+    return dump
+
+
 def dumps(settings: StackSettings, airflow: AirflowClient, library: PhotoLibrary) -> dict[str, Any]:
     airflow.wait_for_dag("ingest_imagenet")
     airflow.unpause("ingest_imagenet")
     airflow.wait_until_idle("ingest_imagenet")  # the scheduled run of the month, with its default params
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for name in DUMPS:
-        dump = LargeDump.parse(name)
-        manifest = json.loads((dump.folder(generated_folder(), library) / MANIFEST).read_text())
-        airflow.put_connection(
-            CONNECTION,
-            conn_type="http",
-            host=f"{settings.sandbox_url}/imagenet",
-            extra=json.dumps(
-                {
-                    "ilsvrc_url": f"{settings.sandbox_url}/imagenet/generated/{name}",
-                    "md5": {"ILSVRC2012_img_train.tar": manifest["md5"]},
-                }
-            ),
-        )
+        dump = use_generated_dump(settings, airflow, name, library)
         runs[name] = {workers: dump_run(settings, airflow, dump, workers) for workers in (1, 2)}
     airflow.set_pool_slots("default_pool", 128)
     smallest, largest = runs[DUMPS[0]][1], runs[DUMPS[-1]][1]

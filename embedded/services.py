@@ -307,7 +307,10 @@ def down(settings: StackSettings) -> list[str]:
 
 
 def status(settings: StackSettings) -> dict[str, str]:
+    """Each service's state; Redis and the workers too while a stack started in Celery mode runs them."""
     keeper = supervisor(settings)
+    if keeper.running_process("redis") is not None:
+        settings = settings.model_copy(update={"executor": "celery"})
     return {
         service.name: "healthy"
         if keeper.is_healthy(service)
