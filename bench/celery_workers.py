@@ -5,7 +5,8 @@ time, so one worker is one core): web ingestion (a backfill of `ingest_flickr` o
 latency before every image), dump ingestion (`ingest_imagenet` of a generated 10,000-image dump, four parts
 per worker), and validation (`validate_images` over 2,000 of the dump's images in groups of 100, put back to
 pending between the runs; near duplicates off, as the dump's photos are resized copies of a few hundred).
-Between runs a source's rows and objects are removed, so every run does all the work anew.
+Between runs a source's rows and objects are removed, so every run does all the work anew. The catalog is a
+PostgreSQL server of its own, as in production.
 
 The ceiling is the machine's own: two processes of pure CPU work against one (`cpu_probe_two_vs_one`, as
 `bench/transform.py` measures it). Airflow's scheduler, api-server, PostgreSQL and Redis share the same two
@@ -20,6 +21,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,9 +42,11 @@ from bench.ingest import (
 )
 from bench.pipeline_scale import put_back_to_pending, run_stage
 from bench.report import write_results
-from embedded import services, workers
+from embedded import postgres, services, workers
 from embedded.airflow_api import AirflowClient
+from embedded.ports import free_port
 from embedded.settings import StackSettings
+from embedded.supervisor import Supervisor
 from pipelines.catalog import Sighting, open_catalog
 from sandbox.large_dump import LargeDump
 from sandbox.library import PhotoLibrary
@@ -122,14 +127,32 @@ def measure(settings: StackSettings, airflow: AirflowClient, library: PhotoLibra
     }
 
 
+@contextmanager
+def catalog_server() -> Iterator[str]:
+    """A PostgreSQL catalog of its own, as production has: on SQLite, workers writing at once would wait for
+    each other's locks, and the figure would measure that instead of the workers."""
+    cluster = Path(tempfile.mkdtemp(prefix="colorflow-bench-catalog-"))  # the server user must reach it
+    keeper = Supervisor(cluster / "run", cluster / "logs")
+    port = free_port()
+    postgres.prepare_cluster(cluster, durable=False)
+    server = postgres.server_service("catalog-postgres", cluster, port, durable=False)
+    keeper.start(server)
+    try:
+        yield postgres.url(port)
+    finally:
+        keeper.stop(server.name)
+        shutil.rmtree(cluster, ignore_errors=True)
+
+
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="colorflow-bench-celery-"))
     os.environ["COLORFLOW_QUALITY_NEAR_DUPLICATE_DISTANCE"] = "-1"
     library = PhotoLibrary()
     log(f"generating the {DUMP} dump")
     LargeDump.parse(DUMP).build(scratch / "dumps", library)
+    celery = {"executor": "celery", "default_workers": 2, "worker_concurrency": 1}
     try:
-        with stack(scratch, executor="celery", default_workers=2, worker_concurrency=1) as (settings, airflow):
+        with catalog_server() as catalog_url, stack(scratch, catalog_url=catalog_url, **celery) as (settings, airflow):
             figures = measure(settings, airflow, library)
         figures["cpu_probe_two_vs_one"] = cpu_probe_two_vs_one()
     finally:
