@@ -26,7 +26,7 @@ demo: up  ## run the whole pipeline through Airflow and print a summary; leaves 
 	$(COLORFLOW) stack demo
 
 test: bootstrap  ## run every test and the fast drills (starts its own services on free ports)
-	$(PY) -m pytest -m "not slow_drill"
+	$(PY) -m pytest -m "not slow_drill" --durations=30
 
 drills: bootstrap  ## run every reliability and security drill; prints the table (.colorflow/drills.md)
 	$(PY) -m pytest tests/drills

@@ -2,7 +2,7 @@
 
 Three workloads, each run with worker `default-2` stopped and then running (every worker runs one task at a
 time, so one worker is one core): web ingestion (a backfill of `ingest_flickr` over a few days, 200 ms of
-latency before every image), dump ingestion (`ingest_imagenet` of a generated 10,000-image dump, four parts
+latency before every image), dump ingestion (`ingest_imagenet` of a generated 50,000-image dump, four parts
 per worker), and validation (`validate_images` over 2,000 of the dump's images in groups of 100, put back to
 pending between the runs; near duplicates off, as the dump's photos are resized copies of a few hundred).
 Between runs a source's rows and objects are removed, so every run does all the work anew. The catalog is a
@@ -52,7 +52,7 @@ from sandbox.large_dump import LargeDump
 from sandbox.library import PhotoLibrary
 
 WEB_DAYS = 3
-DUMP = "100x100"
+DUMP = "500x100"
 VALIDATION = {"limit": 2_000, "group_images": 100}
 SECOND_WORKER = f"{workers.SERVICE_PREFIX}default-2"
 

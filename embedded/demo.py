@@ -58,6 +58,7 @@ class Outcome:
     dag_id: str
     how: str
     states: list[str]
+    run_ids: list[str]
 
     @property
     def succeeded(self) -> bool:
@@ -142,16 +143,18 @@ def run_step(client: AirflowClient, step: Step, today: datetime, started: dateti
     if step.follows and client.asset_events(source_dag_id=step.follows, timestamp_gte=started.isoformat()):
         run_id = wait_for_asset_run(client, step.dag_id, started)
         print(f"running {step.dag_id} ({run_id}), scheduled by {step.follows}'s new asset ...", flush=True)
-        return Outcome(step.dag_id, "asset-triggered run", [client.wait_for_run(step.dag_id, run_id, timeout_s=1800)])
+        state = client.wait_for_run(step.dag_id, run_id, timeout_s=1800)
+        return Outcome(step.dag_id, "asset-triggered run", [state], [run_id])
     if not step.backfill_days:
         run_id = client.trigger(step.dag_id, step.conf)
         print(f"running {step.dag_id} ({run_id}) ...", flush=True)
-        return Outcome(step.dag_id, "manual run", [client.wait_for_run(step.dag_id, run_id)])
+        return Outcome(step.dag_id, "manual run", [client.wait_for_run(step.dag_id, run_id)], [run_id])
     first, last = today - timedelta(days=step.backfill_days), today - timedelta(days=1)
     backfill = client.backfill(step.dag_id, first, last)
     print(f"backfilling {step.dag_id} from {first:%Y-%m-%d} to {last:%Y-%m-%d} ...", flush=True)
     runs = client.wait_for_backfill(backfill)
-    return Outcome(step.dag_id, f"backfill {first:%m-%d}..{last:%m-%d}", [run["state"] for run in runs])
+    how = f"backfill {first:%m-%d}..{last:%m-%d}"
+    return Outcome(step.dag_id, how, [run["state"] for run in runs], [run["dag_run_id"] for run in runs])
 
 
 def wait_for_asset_run(client: AirflowClient, dag_id: str, since: datetime, timeout_s: float = 120) -> str:
@@ -177,6 +180,8 @@ def run_demo(settings: StackSettings) -> int:
             client.unpause(step.dag_id)
     outcomes = [run_step(client, step, today, started) for step in DEMO_STEPS]
     print(summary(settings, outcomes, before, lake_counts(settings)))
+    if settings.executor == "celery":
+        print(where_tasks_ran(client, outcomes))
     if not all(outcome.succeeded for outcome in outcomes):
         return 1
     # Last, look at the result as a person would: the runs in the Airflow UI, the model in MLflow's.
@@ -184,6 +189,22 @@ def run_demo(settings: StackSettings) -> int:
 
     print("\nChecking the Airflow and MLflow UIs in headless Chromium ...", flush=True)
     return ui_check.report(settings)
+
+
+def where_tasks_ran(client: AirflowClient, outcomes: list[Outcome]) -> str:
+    """Which Celery worker ran each task, as Airflow's API records it: the proof that work spread over the
+    default workers and that training went to the gpu queue."""
+    lines = ["", "Where the tasks ran (task instances' hostname and queue, from the Airflow API):"]
+    for outcome in outcomes:
+        hosts: dict[str, Counter[str]] = {}
+        for run_id in outcome.run_ids:
+            for task in client.task_instances(outcome.dag_id, run_id):
+                where = f"{task['hostname'] or '(not run)'} [{task['queue']}]"
+                hosts.setdefault(task["task_id"], Counter())[where] += 1
+        for task_id, counts in hosts.items():
+            spread = ", ".join(f"{where} x{count}" for where, count in sorted(counts.items()))
+            lines.append(f"  {outcome.dag_id + '.' + task_id:<42} {spread}")
+    return "\n".join(lines)
 
 
 def summary(settings: StackSettings, outcomes: list[Outcome], before: dict[str, int], after: dict[str, int]) -> str:
