@@ -34,13 +34,14 @@ from tqdm import tqdm
 from models.data import from_network, to_network
 from models.networks import NetworkConfig, build_generator, colorize_ab
 from pipelines.image_facts import DECODED_FORMATS, as_rgb
-from pipelines.lab import fit_to_gamut, lab8_to_rgb, neutral_lab8, rgb_to_lab8
+from pipelines.lab import fit_to_gamut, lab8_to_rgb, neutral_lab8, rgb_to_lab8, scale_chroma
 from pipelines.settings import MAX_PIXELS
 
 logger = logging.getLogger(__name__)
 
 INPUT_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 DEFAULT_MODEL = "models:/colorizer@champion"
+MAX_STRENGTH = 1.5  # chroma scale: beyond it, colors turn garish and mostly fall out of gamut
 DESCRIPTION = __doc__.split("\n\n")[0]
 
 
@@ -78,19 +79,21 @@ class Colorizer:
         self.generator = generator.to(self.device)
         self.size = size
 
+    def colorize(self, image: Image.Image, strength: float = 1.0) -> Image.Image:
+        """`image` (any size, any mode PIL opens) in color, same size, its own lightness untouched; `strength`
+        scales the predicted chroma (0 gray, 1 as predicted, up to `MAX_STRENGTH`)."""
+        lab8 = rgb_to_lab8(np.asarray(image.convert("RGB")))
+        return Image.fromarray(lab8_to_rgb(with_chroma(lab8, self.chroma(lab8[..., 0]), strength)))
+
     @torch.no_grad()
-    def colorize(self, image: Image.Image) -> Image.Image:
-        """`image` (any size, any mode PIL opens) in color, same size, its own lightness untouched."""
-        rgb = np.asarray(image.convert("RGB"))
-        height, width = rgb.shape[:2]
-        lab8 = rgb_to_lab8(rgb)
-        small, (top, left, inner_h, inner_w) = self._network_input(lab8[..., 0])
-        lightness, _ = to_network(torch.from_numpy(small).unsqueeze(0).to(self.device))
-        ab = from_network(lightness, colorize_ab(self.generator, lightness))[0, ..., 1:]
-        ab = ab[top : top + inner_h, left : left + inner_w]
-        lab8[..., 1:] = cv2.resize(ab, (width, height), interpolation=cv2.INTER_CUBIC)
-        # Where a predicted color has no RGB equivalent, clipping would change the photo's own lightness.
-        return Image.fromarray(lab8_to_rgb(fit_to_gamut(lab8)))
+    def chroma(self, lightness: np.ndarray) -> np.ndarray:
+        """The predicted a/b (float32, stored scale) for a photo's lightness (H, W), at the network's scale
+        of the photo: kept small, so that a new strength, or an average over a clip's frames, costs no
+        network run and little memory; `with_chroma` brings it to full size."""
+        small, (top, left, inner_h, inner_w) = self._network_input(lightness)
+        network_l, _ = to_network(torch.from_numpy(small).unsqueeze(0).to(self.device))
+        ab = from_network(network_l, colorize_ab(self.generator, network_l))[0, ..., 1:]
+        return ab[top : top + inner_h, left : left + inner_w].astype(np.float32)
 
     def _network_input(self, lightness: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """The L channel scaled so its long side is `size`, padded (edge pixels repeated) to a square,
@@ -105,6 +108,20 @@ class Colorizer:
             scaled, top, self.size - inner_h - top, left, self.size - inner_w - left, cv2.BORDER_REPLICATE
         )
         return neutral_lab8(self.size, self.size, lightness=padded), (top, left, inner_h, inner_w)
+
+
+def with_chroma(lab8: np.ndarray, chroma: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """A photo's own Lab8 lightness joined with its predicted chroma (any smaller size, see
+    `Colorizer.chroma`) scaled by `strength`, as Lab8. Chroma carries little detail, so a smooth upsampling
+    loses nothing a person sees."""
+    if not 0 <= strength <= MAX_STRENGTH:
+        raise ColorizeError(f"strength {strength} is outside 0 to {MAX_STRENGTH}")
+    height, width = lab8.shape[:2]
+    full = cv2.resize(scale_chroma(chroma, strength), (width, height), interpolation=cv2.INTER_CUBIC)
+    colored = lab8.copy()
+    colored[..., 1:] = np.clip(np.rint(full), 0, 255)
+    # Where a predicted color has no RGB equivalent, clipping would change the photo's own lightness.
+    return fit_to_gamut(colored)
 
 
 def colorizer_from_state(state: dict, config: NetworkConfig, size: int, device: str = "cpu") -> Colorizer:
@@ -135,13 +152,15 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     return found
 
 
-def colorize_files(colorizer: Colorizer, inputs: list[Path], output: Path, progress: bool = True) -> list[Path]:
+def colorize_files(
+    colorizer: Colorizer, inputs: list[Path], output: Path, progress: bool = True, strength: float = 1.0
+) -> list[Path]:
     """Colorize each input into `output` (a folder) as PNG; a bad input is reported and skipped."""
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(inputs, desc="colorizing", unit="photo", disable=not progress):
         try:
-            colored = colorizer.colorize(open_photo(path))
+            colored = colorizer.colorize(open_photo(path), strength)
         except ColorizeError as error:
             logger.error("%s", error)
             continue
@@ -153,9 +172,29 @@ def colorize_files(colorizer: Colorizer, inputs: list[Path], output: Path, progr
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The colorize command's options (`colorflow colorize`, `python -m models.colorize`)."""
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="photos, or folders of photos")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the colorized PNGs")
+    parser.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="photos, folders of photos, or film clips"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="folder for the colorized PNGs (and MP4s); for one clip, the .mp4 file to write",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="MLflow model URI or alias (default: %(default)s)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help=f"chroma scale, 0 (gray) to {MAX_STRENGTH} (default: %(default)s, as predicted)",
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=float,
+        default=None,
+        help="clips: weight of the running color average against each new frame's, 0 to below 1 (default 0.7)",
+    )
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: %(default)s)"
     )
@@ -163,20 +202,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Colorize every input into the output folder; 1 when some could not be, 2 when none were found."""
+    """Colorize every input into the output; 1 when some could not be, 2 when none were found."""
     import mlflow
 
+    from models import video
     from pipelines.settings import get_settings
 
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
     try:
         inputs = expand_inputs(args.inputs)
+        if not 0 <= args.strength <= MAX_STRENGTH:
+            raise ColorizeError(f"--strength {args.strength} is outside 0 to {MAX_STRENGTH}")
     except ColorizeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    clips = [path for path in inputs if path.suffix.lower() in video.VIDEO_SUFFIXES]
+    photos = [path for path in inputs if path not in clips]
     colorizer = load_colorizer(args.model, args.device)
-    written = colorize_files(colorizer, inputs, args.output)
-    print(f"{len(written)} of {len(inputs)} photos colorized into {args.output}")
+    written = colorize_files(colorizer, photos, args.output, strength=args.strength) if photos else []
+    if photos:
+        print(f"{len(written)} of {len(photos)} photos colorized into {args.output}")
+    smoothing = video.DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
+    single_file = len(clips) == 1 and not photos and args.output.suffix.lower() == ".mp4"
+    for clip in clips:
+        target = args.output if single_file else args.output / f"{clip.stem}.mp4"
+        try:
+            report = video.colorize_clip_with_progress(colorizer, clip, target, args.strength, smoothing)
+        except ColorizeError as error:
+            logger.error("%s", error)
+            continue
+        written.append(target)
+        print(
+            f"{clip.name}: {report.frames} frames ({report.width}x{report.height}, {report.fps:g} fps"
+            f"{', sound kept' if report.audio else ''}) colorized into {target}; scene cuts: {report.scene_cuts},"
+            f" flicker {report.flicker}"
+        )
     return 0 if len(written) == len(inputs) else 1
 
 

@@ -52,6 +52,7 @@ COLORFULNESS_FLOOR = 0.9
 PANEL_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "flower.jpg", "china.jpg")
 PANEL_SIDE = 256  # panel photos are colorized at this long side: enough to see, quick on a CPU
 TEST_SAMPLES = 64
+DEFAULT_PARAMS = {"strength": 1.0}  # the served model's parameters: chroma scale, 0 gray to MAX_STRENGTH
 
 
 class ColorizerModel(mlflow.pyfunc.PythonModel):
@@ -68,14 +69,15 @@ class ColorizerModel(mlflow.pyfunc.PythonModel):
         return colorizer_from_state(payload["state"], NetworkConfig(**payload["network"]), payload["size"], device)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return colorize_frame(self._colorizer, model_input)
+        strength = float((params or {}).get("strength", DEFAULT_PARAMS["strength"]))
+        return colorize_frame(self._colorizer, model_input, strength)
 
 
-def colorize_frame(colorizer: Colorizer, frame: pd.DataFrame) -> pd.DataFrame:
-    """Base64 images in the `image` column to base64 PNGs, colorized."""
+def colorize_frame(colorizer: Colorizer, frame: pd.DataFrame, strength: float = 1.0) -> pd.DataFrame:
+    """Base64 images in the `image` column to base64 PNGs, colorized with the chroma scaled by `strength`."""
     colored = []
     for encoded in frame["image"]:
-        image = colorizer.colorize(open_photo(base64.b64decode(encoded)))
+        image = colorizer.colorize(open_photo(base64.b64decode(encoded)), strength)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         colored.append(base64.b64encode(buffer.getvalue()).decode())
@@ -235,7 +237,8 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
             artifacts={"generator": str(weights)},
             # The model's own code travels with it, so a serving host needs only the requirements.
             code_paths=[str(REPO_ROOT / "models"), str(REPO_ROOT / "pipelines")],
-            signature=infer_signature(example, colorize_frame(colorizer, example)),
+            # Serving reads `params` ({"strength": 0.5} beside the data) only when the signature declares them.
+            signature=infer_signature(example, colorize_frame(colorizer, example), params=DEFAULT_PARAMS),
             input_example=example,
             registered_model_name=MODEL_NAME,
         )

@@ -78,6 +78,13 @@ def fit_to_gamut(lab8: np.ndarray, tolerance: int = 1, steps: int = 4) -> np.nda
     return fitted
 
 
+def scale_chroma(ab: np.ndarray, strength: float) -> np.ndarray:
+    """Stored a/b (any shape, last axis a and b) with their distance from neutral multiplied by `strength`:
+    0 is gray, 1 as predicted, above 1 more saturated. Float in, float out, so a later resize or average
+    does not round twice."""
+    return (np.asarray(ab, dtype=np.float32) - AB_OFFSET) * strength + AB_OFFSET
+
+
 def lab8_from_opencv_channels(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """One (H, W, 3) sample from OpenCV 8-bit channels kept apart, L (H, W) and a/b (H, W, 2), as the Kaggle
     arrays ship them. OpenCV's encoding is ours, so the values go in unchanged."""

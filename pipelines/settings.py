@@ -24,6 +24,8 @@ DEFAULT_MLFLOW_TRACKING_URI = "http://127.0.0.1:5000"
 # The decompression-bomb guard everywhere Colorflow opens an image: a header declaring more pixels than this
 # (about 8700 x 5800, a 600 dpi scan of a large print) is refused before a pixel is decoded.
 MAX_PIXELS = 50_000_000
+# The longest clip colorized at once: ten minutes at 30 frames a second, hours of work on a CPU.
+MAX_CLIP_FRAMES = 18_000
 # Two 64-bit perceptual hashes at most this many bits apart are the same photo resized or re-encoded, for the
 # quality stage (a copy of an accepted image) and the stitch (the same photo from two sources) alike.
 NEAR_DUPLICATE_DISTANCE = 6

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
 import mlflow
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from embedded.ports import free_port, running_server, wait_for_port
 from models.registry import MODEL_NAME, PRIMARY_METRIC, promote, register_run
 from models.train import TrainConfig, Trainer
 from pipelines.lab import rgb_to_lab8
+from sandbox.clips import Clip
 from sandbox.library import PhotoLibrary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +129,23 @@ def test_the_cli_colorizes_with_the_champion(registered: dict, tracking_uri: str
     assert Image.open(tmp_path / "out" / "gray.png").size == (320, 240)
 
 
+def test_the_cli_colorizes_a_clip_into_an_mp4_with_its_sound(
+    registered: dict, tracking_uri: str, tmp_path: Path
+) -> None:
+    clip = Clip(width=80, height=48, scenes=2, frames_per_scene=6).write(tmp_path / "reel.webm")
+    env = {**os.environ, "COLORFLOW_MLFLOW_TRACKING_URI": tracking_uri}
+    command = [sys.executable, "-m", "colorflow", "colorize", str(clip), "-o", str(tmp_path / "reel-color.mp4")]
+
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reel.webm: 12 frames (80x48, 12 fps, sound kept)" in done.stdout
+    assert "scene cuts: 1" in done.stdout
+    with av.open(str(tmp_path / "reel-color.mp4")) as colored:
+        assert [stream.codec_context.name for stream in colored.streams] == ["h264", "aac"]
+        assert sum(1 for _ in colored.decode(video=0)) == 12
+
+
 def test_the_served_champion_answers_over_http(registered: dict, tracking_uri: str, tmp_path: Path) -> None:
     port = free_port()
     # The scoring server runs `uvicorn` from PATH: the virtualenv's bin folder must be on it.
@@ -157,9 +176,17 @@ def test_the_served_champion_answers_over_http(registered: dict, tracking_uri: s
 
         answer = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
 
+        gray = requests.post(
+            f"http://127.0.0.1:{port}/invocations", json={**body, "params": {"strength": 0.0}}, timeout=120
+        )
+
         assert answer.status_code == 200, answer.text
         png = base64.b64decode(answer.json()["predictions"][0]["image"])
         assert Image.open(io.BytesIO(png)).size == (200, 150)
+        assert gray.status_code == 200, gray.text
+        gray_png = Image.open(io.BytesIO(base64.b64decode(gray.json()["predictions"][0]["image"])))
+        chroma = rgb_to_lab8(np.asarray(gray_png.convert("RGB")))[..., 1:].astype(int) - 128
+        assert np.abs(chroma).max() <= 2, "strength 0 should give back the photo in gray"
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
