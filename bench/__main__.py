@@ -15,6 +15,7 @@ from bench import (
     quality,
     scale,
     storage,
+    studio,
     train_throughput,
     transform,
 )
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "celery_workers": celery_workers.main,
     "near_duplicates": near_duplicates.main,
     "scale": scale.main,
+    "studio": studio.main,
     "train_throughput": lambda: train_throughput.main([]),
     "pipeline_scale": lambda: pipeline_scale.main([]),
 }

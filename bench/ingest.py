@@ -86,6 +86,7 @@ def stack(scratch: Path, **overrides: Any) -> Iterator[tuple[StackSettings, Airf
         sandbox_port=free_port(),
         postgres_port=free_port(),
         redis_port=free_port(),
+        studio_port=free_port(),
         airflow_password="bench",
         **overrides,
     )

@@ -21,6 +21,8 @@ examples:
   colorflow stack up                        start Airflow, MLflow and the sandbox on this machine
   colorflow stack demo                      run the whole pipeline through Airflow, print a summary
   colorflow colorize old/*.jpg -o colored/  colorize photos with the champion model
+  colorflow colorize reel.mp4 -o color.mp4  colorize a film clip, its sound kept
+  colorflow studio                          the Studio page on http://127.0.0.1:5600/
   colorflow dataset build --source flickr   stitch accepted images into a dataset version
   colorflow train --dataset VERSION         train on a dataset version over every GPU of this machine
   colorflow lake audit --repair             compare the lake with the catalog, rebuild what drifted
@@ -44,7 +46,14 @@ COMMANDS: dict[str, Command] = {
         "models.colorize",
         "colorize photos with a registered model",
         "Colorize photos (files or folders) at full resolution with a model from the MLflow registry; writes"
-        " one PNG per photo. A photo that cannot be read is named with the reason and the others go on.",
+        " one PNG per photo, and one H.264 MP4 per film clip (sound kept, color steadied over time). A file"
+        " that cannot be read is named with the reason and the others go on.",
+    ),
+    "studio": Command(
+        "studio.cli",
+        "serve the Studio page: colorize photos and clips in a browser",
+        "Colorflow Studio: a web page to colorize photos and film clips with any model of the MLflow registry,"
+        " compare before and after, set the strength and download the results. `make up` starts it too.",
     ),
     "dataset": Command(
         "pipelines.stitch.cli",

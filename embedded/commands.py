@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_airflow(arguments: list[str]) -> None:
     """Replace this process with the Airflow CLI, configured as the stack's components are."""
-    os.execve(services.BIN / "airflow", ["airflow", *arguments], services.airflow_env(get_stack_settings()))
+    settings = services.as_running(get_stack_settings())
+    os.execve(services.BIN / "airflow", ["airflow", *arguments], services.airflow_env(settings))
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -74,6 +75,7 @@ def _up(args: argparse.Namespace) -> int:
 def _print_addresses(settings: StackSettings) -> None:
     print(f"Airflow UI  {settings.airflow_url}  (login {settings.airflow_username} / {settings.airflow_password})")
     print(f"MLflow UI   {settings.mlflow_tracking_uri}")
+    print(f"Studio      {settings.studio_url}  (colorize photos and clips with the registry's models)")
     if settings.sandbox:
         print(f"Sandbox     {settings.sandbox_url}")
     if settings.executor == "celery":
@@ -97,7 +99,7 @@ def _status(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from embedded.demo import run_demo
 
-    return run_demo(get_stack_settings())
+    return run_demo(services.as_running(get_stack_settings()))
 
 
 def _screenshots(args: argparse.Namespace) -> int:

@@ -39,10 +39,14 @@ def supervisor(settings: StackSettings) -> Supervisor:
 
 
 def settings_env(settings: StackSettings) -> dict[str, str]:
-    """The settings as `COLORFLOW_*` variables (the quality section as `COLORFLOW_QUALITY_*`), so every
-    process and task of the stack sees the same lake, catalog and thresholds."""
+    """The settings as `COLORFLOW_*` variables (the sections as `COLORFLOW_QUALITY_*` and `COLORFLOW_STUDIO_*`),
+    so every process and task of the stack sees the same lake, catalog and thresholds."""
     values = settings.model_dump(mode="json")
-    sections = {"COLORFLOW_": values, "COLORFLOW_QUALITY_": values.pop("quality")}
+    sections = {
+        "COLORFLOW_": values,
+        "COLORFLOW_QUALITY_": values.pop("quality"),
+        "COLORFLOW_STUDIO_": values.pop("studio"),
+    }
     env = {}
     for prefix, section in sections.items():
         for name, value in section.items():
@@ -242,6 +246,14 @@ def stack_services(settings: StackSettings) -> list[Service]:
             health_url=f"http://{settings.bind_host}:{settings.mlflow_port}/health",
         )
     )
+    services.append(
+        Service(
+            name="studio",
+            argv=[str(BIN / "colorflow"), "studio", "--host", settings.bind_host, "--port", str(settings.studio_port)],
+            env={**os.environ, **settings_env(settings)},
+            health_url=f"{settings.studio_url}/health",
+        )
+    )
     env = airflow_env(settings)
     health = f"{settings.airflow_url}/api/v2/monitor/health"
     airflow = str(BIN / "airflow")
@@ -306,11 +318,18 @@ def down(settings: StackSettings) -> list[str]:
     return [name for name in reversed(names) if keeper.stop(name)]
 
 
+def as_running(settings: StackSettings) -> StackSettings:
+    """The settings with the executor the running stack was started with: Celery while its Redis runs, so a
+    command run after `make up EXECUTOR=celery` talks to that stack as it is, whatever its own environment."""
+    if settings.executor != "celery" and supervisor(settings).running_process("redis") is not None:
+        return settings.model_copy(update={"executor": "celery"})
+    return settings
+
+
 def status(settings: StackSettings) -> dict[str, str]:
     """Each service's state; Redis and the workers too while a stack started in Celery mode runs them."""
+    settings = as_running(settings)
     keeper = supervisor(settings)
-    if keeper.running_process("redis") is not None:
-        settings = settings.model_copy(update={"executor": "celery"})
     return {
         service.name: "healthy"
         if keeper.is_healthy(service)

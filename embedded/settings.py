@@ -25,6 +25,7 @@ class StackSettings(Settings):
     mlflow_port: int = Field(default=5000, description="Port of the embedded MLflow tracking server.")
     sandbox_port: int = Field(default=8790, description="Port of the sandbox host (stand-ins for web services).")
     postgres_port: int = Field(default=5433, description="Port of the embedded PostgreSQL (Airflow's metadata).")
+    studio_port: int = Field(default=5600, description="Port of Colorflow Studio, the colorizing web page.")
     airflow_username: str = Field(default="admin", description="Login of the embedded Airflow UI.")
     airflow_password: str = Field(default="admin", description="Password of the embedded Airflow UI.")
     sandbox: bool = Field(
@@ -52,6 +53,10 @@ class StackSettings(Settings):
     @property
     def airflow_url(self) -> str:
         return f"http://{self.bind_host}:{self.airflow_port}"
+
+    @property
+    def studio_url(self) -> str:
+        return f"http://{self.bind_host}:{self.studio_port}"
 
     @property
     def sandbox_host(self) -> str:

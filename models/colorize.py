@@ -67,7 +67,9 @@ def open_photo(source: Path | bytes) -> Image.Image:
         raise
     except Image.DecompressionBombError as error:
         raise ColorizeError(f"{name}: refused as a likely decompression bomb ({error})") from error
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except UnidentifiedImageError as error:
+        raise ColorizeError(f"{name}: cannot read it as an image (not a JPEG, PNG, WebP, TIFF, BMP or GIF)") from error
+    except (OSError, ValueError) as error:
         raise ColorizeError(f"{name}: cannot read it as an image ({error})") from error
 
 

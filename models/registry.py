@@ -204,7 +204,6 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
 
     A run registers once: when its model already has a version with a promotion decision (the task was
     cleared and run again), that decision is returned and nothing new is logged or registered."""
-    from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -221,16 +220,28 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
     colorizer = colorizer_from_state(state["generator"], network, config.crop_size)
     panel = panel_photos()
     metrics, grid = evaluate(colorizer, lake_url, load_manifest(store, config.dataset), panel)
-    example = pd.DataFrame({"image": [_example_image(panel)]})
     mlflow.set_tracking_uri(tracking_uri)
     reports = quality_reports(store, catalog, config.dataset) if catalog is not None else {}
-    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as scratch:
+    with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(metrics)
         for artifact, text in reports.items():
             mlflow.log_text(text, artifact)
         mlflow.log_image(grid, artifact_file="panel/comparison.png")
+        version = log_colorizer(colorizer, state["generator"], network, panel)
+        decision = promote(client, version, metrics)
+        mlflow.set_tags({f"model_{key}": str(value) for key, value in decision.items()})
+    return {**decision, "run_id": run_id, "metrics": metrics}
+
+
+def log_colorizer(colorizer: Colorizer, generator_state: dict, network: NetworkConfig, panel: list[Image.Image]) -> str:
+    """Log the generator as the pyfunc model `colorizer` in the active run and register it; returns the new
+    version's number."""
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame({"image": [_example_image(panel)]})
+    with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / "generator.pt"
-        torch.save({"state": state["generator"], "network": asdict(network), "size": config.crop_size}, weights)
+        torch.save({"state": generator_state, "network": asdict(network), "size": colorizer.size}, weights)
         logged = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=ColorizerModel(),
@@ -242,10 +253,7 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
             input_example=example,
             registered_model_name=MODEL_NAME,
         )
-        version = str(logged.registered_model_version)
-        decision = promote(client, version, metrics)
-        mlflow.set_tags({f"model_{key}": str(value) for key, value in decision.items()})
-    return {**decision, "run_id": run_id, "metrics": metrics}
+    return str(logged.registered_model_version)
 
 
 def _example_image(panel: list[Image.Image]) -> str:

@@ -67,6 +67,30 @@ class QualitySettings(BaseSettings):
     expectations_dir: Path = Field(default=EXPECTATIONS_DIR, description="Folder of the suites' JSON files.")
 
 
+class StudioSettings(BaseSettings):
+    """Colorflow Studio's limits: what one upload and one client may ask of a small server."""
+
+    model_config = SettingsConfigDict(env_prefix="COLORFLOW_STUDIO_", extra="ignore")
+
+    max_photo_mb: float = Field(default=40.0, gt=0, description="Largest photo upload, in MB.")
+    max_clip_mb: float = Field(default=300.0, gt=0, description="Largest clip upload, in MB.")
+    in_flight_per_client: int = Field(
+        default=4, ge=1, description="Uploads one client address may have being colorized at once (more get 429)."
+    )
+    colorizing_at_once: int = Field(
+        default=2,
+        ge=1,
+        description="Photos colorized at the same time, whoever sent them; the rest wait their turn (one per core"
+        " keeps memory bounded and each answer quick).",
+    )
+    kept_results_mb: float = Field(
+        default=768.0,
+        gt=0,
+        description="Memory for finished photos (lightness and predicted color), so a new strength needs no network"
+        " run; the oldest go first.",
+    )
+
+
 class Settings(BaseSettings):
     """Where Colorflow keeps its data and how it reaches MLflow and the outside services."""
 
@@ -94,6 +118,11 @@ class Settings(BaseSettings):
         default=None,
         description="Folder ingest_local reads by default (None: the sample photos shipped in pip packages).",
     )
+    retry_delay_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before a failed task's first retry; Airflow doubles it for each later try (with jitter).",
+    )
     train_deadline_hours: float = Field(
         default=8.0,
         gt=0,
@@ -102,6 +131,7 @@ class Settings(BaseSettings):
     )
     # Read from COLORFLOW_QUALITY_* by the section itself (made anew, so the environment is read then).
     quality: QualitySettings = Field(default_factory=QualitySettings, description="The quality stage's settings.")
+    studio: StudioSettings = Field(default_factory=StudioSettings, description="Colorflow Studio's limits.")
 
     @model_validator(mode="after")
     def _derive_working_folder_defaults(self) -> Settings:

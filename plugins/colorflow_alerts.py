@@ -313,12 +313,15 @@ class ResolveIncident(BaseNotifier):
             )
 
 
-def task_defaults(retries: int = 2, retry_delay: timedelta = timedelta(seconds=30)) -> dict[str, Any]:
-    """`default_args` for every Colorflow DAG: retries with backoff, the failure alert and its resolution."""
+def task_defaults(retries: int = 2) -> dict[str, Any]:
+    """`default_args` for every Colorflow DAG: retries with backoff from the settings' first delay, the failure
+    alert and its resolution."""
+    from pipelines.settings import get_settings
+
     return {
         "owner": "colorflow",
         "retries": retries,
-        "retry_delay": retry_delay,
+        "retry_delay": timedelta(seconds=get_settings().retry_delay_seconds),
         "retry_exponential_backoff": True,
         "on_failure_callback": [FailureAlert()],
         "on_success_callback": [ResolveIncident()],

@@ -22,6 +22,8 @@ from embedded.supervisor import Supervisor
 from sandbox.library import PhotoLibrary
 from tests.stacks import private_stack_settings
 
+pytest_plugins = ["tests.training"]
+
 # Airflow reads its configuration at import: give the test process a private, example-free home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="colorflow-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

@@ -27,7 +27,9 @@ def private_stack_settings(prefix: str, **overrides: object) -> StackSettings:
         sandbox_port=free_port(),
         postgres_port=free_port(),
         redis_port=free_port(),
+        studio_port=free_port(),
         airflow_password="test",
+        retry_delay_seconds=3,  # drills kill tasks: their retries need not wait half a minute
         **overrides,
     )
 

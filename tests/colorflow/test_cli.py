@@ -25,10 +25,12 @@ def colorflow(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command_and_each_command_explains_itself(tmp_path: Path) -> None:
     listing = colorflow("--help", home=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    commands = ("colorize", "dataset", "train", "stack", "lake", "airflow")
+    commands = ("colorize", "studio", "dataset", "train", "stack", "lake", "airflow")
     assert all(f"    {command} " in listing.stdout for command in commands), listing.stdout
     for command, option in (
         (["colorize"], "--output"),
+        (["colorize"], "--strength"),
+        (["studio"], "--port"),
         (["dataset", "build"], "--source"),
         (["dataset", "show"], "version"),
         (["train"], "--dataset"),

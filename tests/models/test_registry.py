@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -23,9 +22,8 @@ import requests
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from embedded.ports import free_port, running_server, wait_for_port
+from embedded.ports import free_port, wait_for_port
 from models.registry import MODEL_NAME, PRIMARY_METRIC, promote, register_run
-from models.train import TrainConfig, Trainer
 from pipelines.lab import rgb_to_lab8
 from sandbox.clips import Clip
 from sandbox.library import PhotoLibrary
@@ -33,36 +31,6 @@ from sandbox.library import PhotoLibrary
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PHOTO = PhotoLibrary().image(3).convert("RGB")
-
-
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` on loopback, with its own database and artifact store."""
-    root = tmp_path_factory.mktemp("mlflow")
-    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    command = [
-        str(BIN / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--workers",
-        "1",
-        "--port",
-    ]
-    with running_server(lambda port: [*command, str(port)]) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def registered(dataset_lake: tuple[str, str], small: Callable[..., TrainConfig], tracking_uri: str) -> dict:
-    """One short tracked training run, evaluated and registered (the first model: champion)."""
-    config = small(steps=6, tracking=True, eval_every=6, eval_batches=1)
-    result = Trainer(config, tracking_uri=tracking_uri, tags={"dag_id": "test"}).fit()
-    return register_run(result.run_id, tracking_uri, dataset_lake[0])
 
 
 def photo_file(folder: Path, name: str, image: Image.Image, image_format: str) -> Path:

@@ -1,14 +1,23 @@
-"""A small dataset version built by the production stitch from sandbox photos, and a training config
-small enough for a 2-core CPU: what the model tests train, resume, register and serve."""
+"""A small dataset version built by the production stitch from sandbox photos, a training config small enough
+for a 2-core CPU, and a real MLflow server with a model registered from such a training: what the model tests
+train, resume, register and serve, and what the Studio's tests colorize with. Registered as a plugin by the
+root conftest; the server and the model are per test module, so one module's promotions never move
+another's aliases."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
-from models.train import TrainConfig
+from embedded.ports import running_server
+from models.registry import register_run
+from models.train import TrainConfig, Trainer
 from pipelines.catalog import Catalog, Image, Sighting, utcnow
 from pipelines.raw_zone import raw_key
 from pipelines.stitch import ShardParams, stitch_dataset
@@ -16,6 +25,7 @@ from pipelines.storage import FileStore
 from sandbox.library import PhotoLibrary
 
 PHOTOS = 48
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +88,32 @@ def small(dataset_lake: tuple[str, str]) -> Callable[..., TrainConfig]:
         return TrainConfig(**{**values, **overrides})
 
     return config
+
+
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """A real `mlflow server` on loopback, with its database and artifact store in `root`."""
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+    command += ["--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--workers", "1"]
+    with running_server(lambda port: [*command, "--port", str(port)]) as url:
+        yield url
+
+
+def register_small_model(small: Callable[..., TrainConfig], tracking_uri: str, lake_url: str) -> dict:
+    """One short tracked training run, evaluated and registered by the production code."""
+    config = small(steps=6, tracking=True, eval_every=6, eval_batches=1)
+    result = Trainer(config, tracking_uri=tracking_uri, tags={"dag_id": "test"}).fit()
+    return register_run(result.run_id, tracking_uri, lake_url)
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def registered(dataset_lake: tuple[str, str], small: Callable[..., TrainConfig], tracking_uri: str) -> dict:
+    """The first model of the module's registry: champion."""
+    return register_small_model(small, tracking_uri, dataset_lake[0])
