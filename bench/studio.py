@@ -11,10 +11,11 @@ here would take days. Measured:
   limit raised to 20, as the clients all come from 127.0.0.1): how many were answered with their photo, the
   slowest answer, and the server's peak resident memory (`server_peak_rss_mib`, its process tree, sampled
   every 50 ms while the photos are measured).
-- `video_480p_fps`: frames per second of `colorize_clip` on a 854x480 clip (2 scenes of 48 frames, film grain)
-  on this machine's CPU, H.264 encoding included; `flicker_raw` and `flicker_smoothed`: the clip's flicker
-  (mean a/b change between frames where lightness did not move) colorized frame by frame and with the
-  temporal smoothing.
+- `photo_2048_p50_s`: the same for a 2048x1536 photo (10 times), to show how the cost grows with pixels.
+- `video_480p_fps`: frames per second of `colorize_clip` on a 854x480 clip (2 scenes of 48 frames, film
+  grain) on this machine's CPU, H.264 encoding included (`video_240p_fps` at 426x240); `flicker_raw` and
+  `flicker_smoothed`: the 480p clip's flicker (mean a/b change between frames where lightness did not move)
+  colorized frame by frame and with the temporal smoothing.
 
 Prints one JSON line; results: bench/results/studio.json.
 """
@@ -51,8 +52,10 @@ from sandbox.library import PhotoLibrary
 
 BIN = Path(sys.executable).parent
 PHOTO_REQUESTS = 50
+LARGE_REQUESTS = 10
 CLIENTS = 20
 CLIP_480P = Clip(width=854, height=480, fps=24, scenes=2, frames_per_scene=48)
+CLIP_240P = Clip(width=426, height=240, fps=24, scenes=2, frames_per_scene=48)
 
 
 def log(message: str) -> None:
@@ -127,9 +130,9 @@ def studio(tracking_uri: str, log_path: Path) -> Iterator[tuple[str, int]]:
         server.wait(timeout=30)
 
 
-def photo_512() -> bytes:
+def photo(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
-    PhotoLibrary().image(2).convert("RGB").resize((512, 384)).save(buffer, format="JPEG", quality=90)
+    PhotoLibrary().image(2).convert("RGB").resize((width, height)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
@@ -147,10 +150,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def measure_photos(url: str) -> dict:
-    data = photo_512()
+    data = photo(512, 384)
     upload_to_result(url, data)  # the first request loads the model: not what a person waits for afterwards
     times = [upload_to_result(url, data)[0] for _ in range(PHOTO_REQUESTS)]
     log(f"{PHOTO_REQUESTS} photos one after another: p50 {statistics.median(times):.3f} s")
+    large = photo(2048, 1536)  # 16 times the pixels: the network's cost stays, the full-size work grows
+    large_times = [upload_to_result(url, large)[0] for _ in range(LARGE_REQUESTS)]
     barrier = threading.Barrier(CLIENTS)
 
     def client(_: int) -> tuple[float, bool]:
@@ -163,20 +168,26 @@ def measure_photos(url: str) -> dict:
     return {
         "photo_512_p50_s": round(statistics.median(times), 3),
         "photo_512_p95_s": percentile(times, 0.95),
+        "photo_2048_p50_s": round(statistics.median(large_times), 3),
         "concurrent_20_answered": sum(ok for _, ok in answers),
         "concurrent_20_slowest_s": round(max(elapsed for elapsed, _ in answers), 3),
     }
 
 
 def measure_video(scratch: Path) -> dict:
-    source = CLIP_480P.write(scratch / "480p.mp4")
     colorizer, _, _ = full_size_colorizer()
+    small = CLIP_240P.write(scratch / "240p.mp4")
+    started = time.perf_counter()
+    colorize_clip(colorizer, small, scratch / "240p-colored.mp4")
+    fps_240p = CLIP_240P.frames / (time.perf_counter() - started)
+    source = CLIP_480P.write(scratch / "480p.mp4")
     started = time.perf_counter()
     smoothed = colorize_clip(colorizer, source, scratch / "smoothed.mp4")
     fps = CLIP_480P.frames / (time.perf_counter() - started)
     raw = colorize_clip(colorizer, source, scratch / "raw.mp4", smoothing=0)
-    log(f"480p: {fps:.2f} frames/s; flicker {raw.flicker} raw, {smoothed.flicker} smoothed")
+    log(f"240p: {fps_240p:.2f}, 480p: {fps:.2f} frames/s; flicker {raw.flicker} raw, {smoothed.flicker} smoothed")
     return {
+        "video_240p_fps": round(fps_240p, 2),
         "video_480p_fps": round(fps, 2),
         "video_480p_frames": CLIP_480P.frames,
         "flicker_raw": raw.flicker,

@@ -149,6 +149,7 @@ def test_a_clip_is_followed_to_the_end_and_downloaded(browser: WebDriver, downlo
         "progress under way",
     )
     screenshot(browser, "video-progress")
+    assert not card.find_element(By.TAG_NAME, "video").is_displayed(), "no player before there is a film to play"
     wait_for(browser, lambda d: card.find_element(By.CSS_SELECTOR, ".report").text, "the clip's report")
     assert f"{clip.frames} frames" in card.find_element(By.CSS_SELECTOR, ".report").text
     screenshot(browser, "video-done")
