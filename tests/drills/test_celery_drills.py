@@ -4,6 +4,7 @@ ingestion task, the broker restarts during a run, and the GPU worker is missing 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -84,7 +86,8 @@ def test_a_worker_killed_mid_ingestion_hands_the_task_to_the_other_worker(
     celery_stack: CeleryStack, drill_report: dict
 ) -> None:
     stack, airflow = celery_stack, celery_stack.airflow
-    photos = stack.photos("killed-worker", {seed: textured_photo(seed) for seed in range(9300, 9360)})
+    # Enough photos that storing them takes seconds here, so the kill lands while the task is at work.
+    photos = stack.photos("killed-worker", {seed: textured_photo(seed, (800, 600)) for seed in range(9300, 9540)})
     lake = Path(stack.settings.lake_url.removeprefix("file://"))
     run_id = airflow.start("ingest_local", {"folder": str(next(iter(photos.values()))), "batch_size": 1000})
     victim = wait_until(
@@ -93,13 +96,19 @@ def test_a_worker_killed_mid_ingestion_hands_the_task_to_the_other_worker(
         what=lambda: f"a running store task: {airflow.task_instances('ingest_local', run_id)}",
     )[0]
     wait_until(
-        lambda: sum((lake / "raw" / sha[:2] / f"{sha}.jpg").exists() for sha in photos) >= 3,
+        lambda: any((lake / "raw" / sha[:2] / f"{sha}.jpg").exists() for sha in photos),
         timeout_s=300,
-        what=f"some of the photos stored under {lake}",
+        interval_s=0.05,
+        what=f"a first photo stored under {lake}",
     )
 
     worker = stack.keeper.running_process(f"{workers.SERVICE_PREFIX}{victim['hostname']}")
-    os.killpg(os.getpgid(worker.pid), signal.SIGKILL)  # the host is gone: the worker and its tasks at once
+    # The host is gone: the worker and every process under it at once, a task's own session included.
+    tree = [worker, *worker.children(recursive=True)]
+    os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
     assert airflow.wait_for_run("ingest_local", run_id, timeout_s=600) == "success"
     store = next(task for task in airflow.task_instances("ingest_local", run_id) if task["task_id"] == "store")

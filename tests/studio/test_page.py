@@ -165,3 +165,35 @@ def test_a_clip_is_followed_to_the_end_and_downloaded(browser: WebDriver, downlo
         )
         assert [stream.codec_context.name for stream in colored.streams.audio] == ["aac"]
         assert sum(1 for _ in colored.decode(video=0)) == clip.frames
+
+
+def test_a_photo_dropped_on_the_page_is_colorized(browser: WebDriver) -> None:
+    before = len(browser.find_elements(By.CSS_SELECTOR, ".card.photo .after"))
+    # A drop from the desktop, as the page receives it: a `drop` event whose DataTransfer holds a file.
+    browser.execute_script(
+        """
+        const canvas = document.createElement('canvas');
+        canvas.width = 120; canvas.height = 80;
+        const context = canvas.getContext('2d');
+        context.fillStyle = '#777'; context.fillRect(0, 0, 120, 80);
+        context.fillStyle = '#ddd'; context.fillRect(30, 20, 60, 40);
+        canvas.toBlob((blob) => {
+          const dropped = new DataTransfer();
+          dropped.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
+          const zone = document.getElementById('drop');
+          zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dropped, cancelable: true}));
+          zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dropped, cancelable: true}));
+        });
+        """
+    )
+
+    wait_for(
+        browser,
+        lambda d: (
+            len([image for image in d.find_elements(By.CSS_SELECTOR, ".card.photo .after") if loaded(image)])
+            == before + 1
+        ),
+        "the dropped photo colorized",
+    )
+    names = [element.text for element in browser.find_elements(By.CSS_SELECTOR, ".card.photo .name")]
+    assert "dropped.png" in names
