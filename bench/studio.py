@@ -42,7 +42,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from bench.report import write_results
-from embedded.ports import free_port, running_server, wait_for_port
+from embedded.ports import free_port, running_mlflow, wait_for_port
 from models.colorize import Colorizer
 from models.networks import NetworkConfig, build_generator
 from models.registry import MODEL_NAME, log_colorizer, panel_photos
@@ -71,10 +71,7 @@ def full_size_colorizer() -> tuple[Colorizer, dict, NetworkConfig]:
 @contextmanager
 def registry(root: Path) -> Iterator[str]:
     """A real MLflow server with the full-size generator registered as the champion."""
-    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
-    command += ["--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--workers", "1"]
-    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    with running_server(lambda port: [*command, "--port", str(port)]) as url:
+    with running_mlflow(root) as url:
         mlflow.set_tracking_uri(url)
         colorizer, state, network = full_size_colorizer()
         with mlflow.start_run(run_name="studio-bench"):

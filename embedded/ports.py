@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from embedded.polling import wait_until
 
@@ -40,3 +43,20 @@ def running_server(command: Callable[[int], list[str]]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_mlflow(root: Path) -> Iterator[str]:
+    """A throwaway `mlflow server` on a free loopback port, its database and artifact store in `root` (for
+    tests and benchmarks; the stack's own server is `embedded.services`')."""
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    command = [str(Path(sys.executable).parent / "mlflow"), "server"]
+    command += [
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+    ]
+    command += ["--host", "127.0.0.1", "--workers", "1"]
+    with running_server(lambda port: [*command, "--port", str(port)]) as url:
+        yield url

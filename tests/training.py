@@ -7,15 +7,11 @@ another's aliases."""
 from __future__ import annotations
 
 import hashlib
-import os
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from embedded.ports import running_server
+from embedded.ports import running_mlflow
 from models.registry import register_run
 from models.train import TrainConfig, Trainer
 from pipelines.catalog import Catalog, Image, Sighting, utcnow
@@ -25,7 +21,6 @@ from pipelines.storage import FileStore
 from sandbox.library import PhotoLibrary
 
 PHOTOS = 48
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
@@ -90,16 +85,6 @@ def small(dataset_lake: tuple[str, str]) -> Callable[..., TrainConfig]:
     return config
 
 
-@contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """A real `mlflow server` on loopback, with its database and artifact store in `root`."""
-    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
-    command += ["--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--workers", "1"]
-    with running_server(lambda port: [*command, "--port", str(port)]) as url:
-        yield url
-
-
 def register_small_model(small: Callable[..., TrainConfig], tracking_uri: str, lake_url: str) -> dict:
     """One short tracked training run, evaluated and registered by the production code."""
     config = small(steps=6, tracking=True, eval_every=6, eval_batches=1)
@@ -109,7 +94,7 @@ def register_small_model(small: Callable[..., TrainConfig], tracking_uri: str, l
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+    with running_mlflow(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from embedded.ports import free_port, wait_for_port
+from embedded.ports import free_port, running_mlflow, wait_for_port
 from models.train import TrainConfig
-from tests.training import mlflow_server, register_small_model
+from tests.training import register_small_model
 
 BIN = Path(sys.executable).parent
 PHOTO_CAP_MB = 2.0  # small, so the cap is cheap to cross
@@ -22,7 +22,7 @@ PHOTO_CAP_MB = 2.0  # small, so the cap is cheap to cross
 
 @pytest.fixture(scope="package")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+    with running_mlflow(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
 
 
