@@ -58,11 +58,13 @@ class Base(DeclarativeBase):
 
 
 class ImageStatus(StrEnum):
-    """Where an image stands: pending until the quality stage judges it, then accepted or rejected."""
+    """Where an image stands: pending until the quality stage judges it, then accepted or rejected; withdrawn
+    when a takedown removed it, for good (its row stays as the tombstone that refuses it at ingestion)."""
 
     PENDING = "pending"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
 
 
 class Image(Base):
@@ -162,6 +164,43 @@ class FetchFailure(Base):
     reason: Mapped[str] = mapped_column(Text)
     run_id: Mapped[str] = mapped_column(String(255))
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Takedown(Base):
+    """A request to remove photos: what it named, why, who asked and when. Its id is derived from what it
+    named, so the same request made twice is one takedown."""
+
+    __tablename__ = "takedowns"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    selector: Mapped[dict[str, str]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Withdrawal(Base):
+    """An image a takedown withdrew: the image row (status withdrawn) and its sightings are the tombstone."""
+
+    __tablename__ = "withdrawals"
+
+    takedown_id: Mapped[str] = mapped_column(ForeignKey("takedowns.id"), primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), primary_key=True, index=True)
+    withdrawn_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Tombstones:
+    """What takedowns withdrew, as ingestion checks it: each withdrawn image's sha256 and each of its
+    sightings' (source, source id), mapped to the takedown that withdrew it."""
+
+    by_sha256: dict[str, str]
+    by_source_id: dict[tuple[str, str], str]
+
+    def takedown_of(self, sighting: SightingRecord, sha256: str | None = None) -> str | None:
+        """The takedown that refuses this photo, by its source id or (once fetched) its bytes; None if none."""
+        found = self.by_source_id.get((sighting.source, sighting.source_id))
+        return found or (self.by_sha256.get(sha256) if sha256 else None)
 
 
 @dataclass(frozen=True)
@@ -328,6 +367,16 @@ class Catalog:
                 query = select(Sighting.source_id).where(Sighting.source == source, Sighting.source_id.in_(chunk))
                 known.update(session.scalars(query))
         return known
+
+    def tombstones(self) -> Tombstones:
+        """Every withdrawn image's digest and source ids: takedowns are rare, so a task holds them all."""
+        with self.session() as session:
+            withdrawn = dict(session.execute(select(Withdrawal.image_sha256, Withdrawal.takedown_id)).tuples().all())
+            query = select(Sighting.source, Sighting.source_id, Withdrawal.takedown_id).join(
+                Withdrawal, Withdrawal.image_sha256 == Sighting.image_sha256
+            )
+            by_source_id = {(source, source_id): takedown for source, source_id, takedown in session.execute(query)}
+        return Tombstones(withdrawn, by_source_id)
 
     def count(self, model: type[Base], **filters: Any) -> int:
         with self.session() as session:

@@ -5,7 +5,8 @@ its row, never the reverse; a catalog that lost acknowledged commits, or hands t
 drift that nothing else would notice. The audit compares the two and reports each kind of drift:
 
 - a raw object with no image row (or not named by a content hash at all);
-- an image row whose raw object is missing;
+- an image row whose raw object is missing (a withdrawn image's is missing on purpose);
+- a withdrawn image whose bytes are still in the lake (a takedown cut short);
 - a raw object whose bytes do not hash to its name (with `checksums`);
 - a sighting of an image the catalog does not have;
 - a dataset version recorded without its manifest, a dataset member in a shard that is missing, a shard
@@ -19,7 +20,8 @@ a run in progress is not mistaken for drift.
 
 `repair` rebuilds what the lake itself can rebuild: an image row from its object's bytes (the photo is
 pending again; its sighting returns when the ingestion that stored it runs again, and the finding names
-that day), a missing raw object from its quarantine copy, and unfinished writes are thrown away. The rest
+that day), a missing raw object from its quarantine copy, a withdrawn image's bytes are deleted, and unfinished writes
+are thrown away. The rest
 is reported for a person to decide.
 """
 
@@ -41,7 +43,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, Sighting, as_utc, utcnow
+from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, Image, ImageStatus, Sighting, as_utc, utcnow
 from pipelines.raw_zone import RAW_PREFIX, quarantine_key
 from pipelines.stitch import manifest_key
 from pipelines.storage import ObjectEntry, ObjectNotFound, ObjectStore
@@ -64,6 +66,7 @@ class Drift(StrEnum):
 
     ORPHAN_OBJECT = "raw object with no image row"
     MISSING_OBJECT = "image row whose raw object is missing"
+    WITHDRAWN_OBJECT = "withdrawn image whose bytes are still in the lake"
     CORRUPT_OBJECT = "raw object whose bytes do not match its name"
     UNKNOWN_IMAGE = "sighting of an image the catalog does not have"
     MISSING_MANIFEST = "dataset version recorded without its manifest"
@@ -216,12 +219,14 @@ def _audit_bucket(
     settled_before: datetime,
 ) -> None:
     upper = BUCKETS[int(bucket, 16) + 1] if bucket != BUCKETS[-1] else None
-    query = select(Image.sha256, Image.raw_key, Image.first_seen_at).where(Image.sha256 >= bucket)
+    query = select(Image.sha256, Image.raw_key, Image.first_seen_at, Image.status).where(Image.sha256 >= bucket)
     with catalog.session() as session:
-        rows = {
-            key: (sha256, seen)
-            for sha256, key, seen in session.execute(query.where(Image.sha256 < upper) if upper else query)
-        }
+        rows, withdrawn = {}, set()
+        for sha256, key, seen, status in session.execute(query.where(Image.sha256 < upper) if upper else query):
+            if status == ImageStatus.WITHDRAWN:
+                withdrawn.add(key)
+            else:
+                rows[key] = (sha256, seen)
     report.scanned["objects"] += len(objects)
     report.scanned["images"] += len(rows)
     listed = {entry.key for entry in objects}
@@ -231,6 +236,9 @@ def _audit_bucket(
         corrupt = report.checksums and address is not None and _sha256_of(store, entry.key) != address["sha256"]
         if corrupt:
             report.findings.append(Finding(Drift.CORRUPT_OBJECT, entry.key, "partial or altered bytes"))
+        if entry.key in withdrawn:
+            _report_withdrawn(store, report, entry.key)
+            continue
         if entry.key in rows or entry.modified >= settled_before:
             continue
         if address is None:
@@ -264,6 +272,14 @@ def _report_orphans(
             f"image row rebuilt from its bytes (pending); its sighting returns when the ingestion runs of {day} "
             "run again"
         )
+
+
+def _report_withdrawn(store: ObjectStore, report: AuditReport, key: str) -> None:
+    finding = Finding(Drift.WITHDRAWN_OBJECT, key, "a takedown withdrew it; rerun the takedown or repair")
+    report.findings.append(finding)
+    if report.repair:
+        store.delete(key)
+        finding.repaired = "deleted"
 
 
 def _report_missing(store: ObjectStore, catalog: Catalog, report: AuditReport, missing: list[tuple[str, str]]) -> None:

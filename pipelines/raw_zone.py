@@ -1,8 +1,11 @@
 """The raw zone: original bytes, content-addressed, plus the catalog rows that say where they came from.
 
-Every source hands its fetched bytes to `ingest_photo`. Keys are `raw/<sha256[:2]>/<sha256>.<ext>`, so
-storing the same photo twice (a rerun, or the same photo from two sources) costs nothing and leaves one
-object; each (source, source id) pair becomes one sighting.
+Every source hands its fetched bytes to a `RawZoneWriter` (one photo: `ingest_photo`). Keys are
+`raw/<sha256[:2]>/<sha256>.<ext>`, so storing the same photo twice (a rerun, or the same photo from two
+sources) costs nothing and leaves one object; each (source, source id) pair becomes one sighting.
+
+A photo a takedown withdrew is refused here, by its source id before it is fetched and by its bytes after:
+nothing is written, and the refusal is a fetch failure naming the takedown, so it is never silent.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import hashlib
 import io
 import logging
 import re
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 
 from PIL import Image
 
-from pipelines.catalog import Catalog, NewImage, SightingRecord
+from pipelines.catalog import Catalog, NewImage, SightingRecord, Tombstones
 from pipelines.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -100,7 +104,9 @@ class RawZoneWriter:
 
     def __init__(self, store: ObjectStore, catalog: Catalog, run_id: str, batch_size: int = 200) -> None:
         self.store, self.catalog, self.run_id, self.batch_size = store, catalog, run_id, batch_size
-        self.counts: Counter[str] = Counter(objects_written=0, images_added=0, sightings_added=0)
+        self.counts: Counter[str] = Counter(objects_written=0, images_added=0, sightings_added=0, withdrawn=0)
+        self.tombstones: Tombstones = catalog.tombstones()
+        self._refusals = threading.Lock()
         self._queued: list[StoredObject] = []
 
     def __enter__(self) -> RawZoneWriter:
@@ -109,12 +115,36 @@ class RawZoneWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.flush()
 
+    def refuses(self, sighting: SightingRecord, sha256: str | None = None) -> bool:
+        """Whether a takedown withdrew this photo (by source id, or by `sha256` once its bytes are in hand);
+        a refusal is recorded as the run's fetch failure naming the takedown. Safe from many threads."""
+        takedown = self.tombstones.takedown_of(sighting, sha256)
+        if takedown is None:
+            return False
+        reason = f"withdrawn by takedown {takedown}: refused"
+        logger.warning("refusing %s %s: %s", sighting.source, sighting.source_id, reason)
+        self.catalog.add_fetch_failure(sighting.source, sighting.source_id, sighting.url, reason, self.run_id)
+        with self._refusals:
+            self.counts["withdrawn"] += 1
+        return True
+
+    def store(
+        self, data: bytes, sighting: SightingRecord, name_hint: str | None = None, sha256: str | None = None
+    ) -> StoredObject | None:
+        """Write one photo's bytes to the lake unless a takedown refuses them (None); safe from many threads,
+        with the rows queued by the caller (`queue`)."""
+        sha256 = sha256 or content_digest(data)
+        if self.refuses(sighting, sha256):
+            return None
+        return store_object(self.store, data, sighting, name_hint, sha256)
+
     def add(
         self, data: bytes, sighting: SightingRecord, name_hint: str | None = None, sha256: str | None = None
-    ) -> StoredObject:
-        """Store one photo's bytes now and queue its rows."""
-        stored = store_object(self.store, data, sighting, name_hint, sha256)
-        self.queue(stored)
+    ) -> StoredObject | None:
+        """Store one photo's bytes now and queue its rows; None when a takedown refuses it."""
+        stored = self.store(data, sighting, name_hint, sha256)
+        if stored is not None:
+            self.queue(stored)
         return stored
 
     def queue(self, stored: StoredObject) -> None:
@@ -145,14 +175,17 @@ def ingest_photo(
     run_id: str,
     name_hint: str | None = None,
     sha256: str | None = None,
-) -> IngestOutcome:
+) -> IngestOutcome | None:
     """Store `data` in the raw zone (if new) and record the image and its sighting in the catalog, for one
-    photo (`RawZoneWriter` does the same for many).
+    photo (`RawZoneWriter` does the same for many); None when a takedown refuses it.
 
     The object is written before the catalog rows, so a row never points at a missing object.
     `sha256` may be passed when the caller already hashed `data` (to use it as a source id).
     """
-    stored = store_object(store, data, sighting, name_hint, sha256)
+    with RawZoneWriter(store, catalog, run_id) as writer:
+        stored = writer.store(data, sighting, name_hint, sha256)
+    if stored is None:
+        return None
     image_added = catalog.add_image(**asdict(stored.image))
     sighting_added = catalog.add_sighting(stored.image.sha256, sighting, run_id)
     return IngestOutcome(stored.image.sha256, stored.image.raw_key, stored.object_written, image_added, sighting_added)

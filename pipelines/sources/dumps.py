@@ -317,11 +317,12 @@ def store_members(
     """Store each archive member `to_sighting` takes, unless its source id is already in the catalog.
 
     Returns counts: `stored` (new sightings), `already_known` (taken but seen before), `skipped` (not taken:
-    outside the subset or the layout), `objects_written` (new objects in the lake). Reading stops once
+    outside the subset or the layout), `objects_written` (new objects in the lake), `withdrawn` (refused: a
+    takedown withdrew them). Reading stops once
     `max_images` members were taken, so the rest of the archive is never read. Rows are recorded a batch at
     a time, after the batch's objects.
     """
-    counts: Counter[str] = Counter(stored=0, already_known=0, skipped=0, objects_written=0)
+    counts: Counter[str] = Counter(stored=0, already_known=0, skipped=0, objects_written=0, withdrawn=0)
     if max_images is not None and max_images < 1:
         return dict(counts)
     batch: list[tuple[ArchiveEntry, SightingRecord]] = []
@@ -347,11 +348,13 @@ def store_members(
 def _store_batch(
     batch: list[tuple[ArchiveEntry, SightingRecord]], writer: RawZoneWriter, catalog: Catalog, counts: Counter
 ) -> None:
+    before = Counter(writer.counts)
+    # A withdrawn member is refused first: its sighting is in the catalog (the tombstone), not merely known.
+    batch = [(member, sighting) for member, sighting in batch if not writer.refuses(sighting)]
     known: set[tuple[str, str]] = set()
     for source in {sighting.source for _, sighting in batch}:
         ids = [sighting.source_id for _, sighting in batch if sighting.source == source]
         known.update((source, source_id) for source_id in catalog.known_source_ids(source, ids))
-    before = Counter(writer.counts)
     new = 0
     for member, sighting in batch:
         if (sighting.source, sighting.source_id) in known:
@@ -359,10 +362,10 @@ def _store_batch(
             continue
         # A source id met twice in one batch is stored once; the second counts as already known.
         known.add((sighting.source, sighting.source_id))
-        writer.add(member.data, sighting, name_hint=member.name)
-        new += 1
+        new += writer.add(member.data, sighting, name_hint=member.name) is not None
     writer.flush()
     added = writer.counts["sightings_added"] - before["sightings_added"]
     counts["stored"] += added
     counts["already_known"] += new - added
     counts["objects_written"] += writer.counts["objects_written"] - before["objects_written"]
+    counts["withdrawn"] += writer.counts["withdrawn"] - before["withdrawn"]

@@ -146,6 +146,8 @@ def ingest_files(
             )
             stored = writer.add(data, sighting, name_hint=path.name, sha256=digest)
             counts["offered"] += 1
-            logger.info("%s -> %s%s", path, stored.image.raw_key, "" if stored.object_written else " (already stored)")
+            if stored is not None:
+                written = "" if stored.object_written else " (already stored)"
+                logger.info("%s -> %s%s", path, stored.image.raw_key, written)
     counts.update(writer.counts)
     return dict(counts)

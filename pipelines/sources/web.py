@@ -22,7 +22,7 @@ from typing import Any
 from pipelines.catalog import Catalog, SightingRecord, open_catalog
 from pipelines.fan_out import batched
 from pipelines.http import HttpError
-from pipelines.raw_zone import RawZoneWriter, StoredObject, store_object
+from pipelines.raw_zone import RawZoneWriter, StoredObject
 from pipelines.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -114,24 +114,29 @@ def store_candidates(
     records the catalog rows in batches. A photo that fails alone is recorded as a fetch failure."""
     candidates = list(candidates)
     counts: Counter[str] = Counter(offered=len(candidates))
-    wanted: list[Candidate] = []
-    by_source: dict[str, list[Candidate]] = {}
-    for candidate in candidates:
-        by_source.setdefault(candidate.source, []).append(candidate)
-    for source, offered in by_source.items():
-        known = catalog.known_source_ids(source, [candidate.source_id for candidate in offered])
-        counts["already_known"] += len(known)
-        wanted += [candidate for candidate in offered if candidate.source_id not in known]
-
-    def fetch_and_store(candidate: Candidate) -> StoredObject:
-        return store_object(store, fetch(candidate), candidate.sighting(), name_hint=candidate.url)
-
     with RawZoneWriter(store, catalog, run_id) as writer, ThreadPoolExecutor(max(1, concurrent_fetches)) as pool:
+        # A withdrawn photo is refused before it is fetched: its sighting is in the catalog (the tombstone),
+        # so it must not pass for one merely already known.
+        allowed = [candidate for candidate in candidates if not writer.refuses(candidate.sighting())]
+        wanted: list[Candidate] = []
+        by_source: dict[str, list[Candidate]] = {}
+        for candidate in allowed:
+            by_source.setdefault(candidate.source, []).append(candidate)
+        for source, offered in by_source.items():
+            known = catalog.known_source_ids(source, [candidate.source_id for candidate in offered])
+            counts["already_known"] += len(known)
+            wanted += [candidate for candidate in offered if candidate.source_id not in known]
+
+        def fetch_and_store(candidate: Candidate) -> StoredObject | None:
+            return writer.store(fetch(candidate), candidate.sighting(), name_hint=candidate.url)
+
         pending = {pool.submit(fetch_and_store, candidate): candidate for candidate in wanted}
         for done, future in enumerate(as_completed(pending), start=1):
             candidate = pending[future]
             try:
-                writer.queue(future.result())
+                stored = future.result()
+                if stored is not None:
+                    writer.queue(stored)
             except HttpError as error:
                 logger.warning("skipping %s %s: %s", candidate.source, candidate.source_id, error)
                 catalog.add_fetch_failure(candidate.source, candidate.source_id, candidate.url, str(error), run_id)
@@ -140,6 +145,7 @@ def store_candidates(
                 logger.info("%d of %d photos fetched", done, len(wanted))
     counts["stored"] = writer.counts["sightings_added"]
     counts["objects_written"] = writer.counts["objects_written"]
+    counts["withdrawn"] = writer.counts["withdrawn"]
     logger.info("stored %d of %d candidates (%s)", counts["stored"], len(candidates), dict(counts))
     return dict(counts)
 
