@@ -128,7 +128,7 @@ class RawZoneWriter:
             self.counts["withdrawn"] += 1
         return True
 
-    def store(
+    def write(
         self, data: bytes, sighting: SightingRecord, name_hint: str | None = None, sha256: str | None = None
     ) -> StoredObject | None:
         """Write one photo's bytes to the lake unless a takedown refuses them (None); safe from many threads,
@@ -142,7 +142,7 @@ class RawZoneWriter:
         self, data: bytes, sighting: SightingRecord, name_hint: str | None = None, sha256: str | None = None
     ) -> StoredObject | None:
         """Store one photo's bytes now and queue its rows; None when a takedown refuses it."""
-        stored = self.store(data, sighting, name_hint, sha256)
+        stored = self.write(data, sighting, name_hint, sha256)
         if stored is not None:
             self.queue(stored)
         return stored
@@ -183,7 +183,7 @@ def ingest_photo(
     `sha256` may be passed when the caller already hashed `data` (to use it as a source id).
     """
     with RawZoneWriter(store, catalog, run_id) as writer:
-        stored = writer.store(data, sighting, name_hint, sha256)
+        stored = writer.write(data, sighting, name_hint, sha256)
     if stored is None:
         return None
     image_added = catalog.add_image(**asdict(stored.image))

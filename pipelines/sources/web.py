@@ -128,7 +128,7 @@ def store_candidates(
             wanted += [candidate for candidate in offered if candidate.source_id not in known]
 
         def fetch_and_store(candidate: Candidate) -> StoredObject | None:
-            return writer.store(fetch(candidate), candidate.sighting(), name_hint=candidate.url)
+            return writer.write(fetch(candidate), candidate.sighting(), name_hint=candidate.url)
 
         pending = {pool.submit(fetch_and_store, candidate): candidate for candidate in wanted}
         for done, future in enumerate(as_completed(pending), start=1):

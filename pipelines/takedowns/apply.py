@@ -120,7 +120,9 @@ def _withdraw(catalog: Catalog, request: TakedownRequest, shas: list[str]) -> di
 def _delete_bytes(store: ObjectStore, catalog: Catalog, shas: list[str]) -> list[str]:
     """Delete each image's raw object and quarantine copy that is still there; the keys deleted."""
     with catalog.session() as session:
-        raw_keys = dict(session.execute(select(Image.sha256, Image.raw_key).where(Image.sha256.in_(shas))).tuples())
+        raw_keys = dict(
+            session.execute(select(Image.sha256, Image.raw_key).where(Image.sha256.in_(shas))).tuples().all()
+        )
     deleted = []
     for sha256, key in sorted(raw_keys.items()):
         for candidate in (key, quarantine_key(sha256, key)):

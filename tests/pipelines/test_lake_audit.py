@@ -20,6 +20,7 @@ from pipelines.quality import validate_batch
 from pipelines.raw_zone import ingest_photo, quarantine_key, raw_key
 from pipelines.stitch import ShardParams, load_manifest, manifest_key, stitch_dataset
 from pipelines.storage import ObjectStore
+from pipelines.takedowns import TakedownRequest, apply_takedown
 from sandbox.library import PhotoLibrary
 from tests.corpus import color_photo
 
@@ -216,3 +217,19 @@ def test_each_catalog_engine_is_matched_bucket_by_bucket(
         ("MISSING_OBJECT", raw_key(shas[0], "jpg")),
         ("ORPHAN_OBJECT", raw_key(hashlib.sha256(orphan).hexdigest(), "jpg")),
     }
+
+
+def test_a_withdrawn_image_is_missing_on_purpose_and_its_leftover_bytes_are_deleted(built_lake) -> None:
+    store, catalog, built = built_lake
+    gray = built["gray"]
+    request = TakedownRequest(reason="the author asked", requested_by="ana", sha256=gray)
+    outcome = apply_takedown(request, store, catalog, tracking_uri="")  # in no dataset: MLflow is not asked
+    assert outcome.objects_deleted == [raw_key(gray, "jpg"), quarantine_key(gray, "x.jpg")]
+    assert audit_lake(store, catalog, grace=NOW).findings == [], "its bytes are gone on purpose"
+
+    store.put(raw_key(gray, "jpg"), gray_photo())  # a takedown cut short before its deletes
+    report = audit_lake(store, catalog, grace=NOW)
+    assert kinds(report) == {"withdrawn_object": 1}
+    assert audit_lake(store, catalog, repair=True, grace=NOW).findings[0].repaired == "deleted"
+    assert not store.exists(raw_key(gray, "jpg"))
+    assert audit_lake(store, catalog, grace=NOW).findings == []

@@ -4,8 +4,17 @@ cover every wanted member once, and a `max_images` slice spread over them exactl
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
-from pipelines.sources.dumps import DumpPart, divide, part_bytes
+from pipelines.archives import ArchiveEntry
+from pipelines.catalog import Catalog, FetchFailure, SightingRecord
+from pipelines.raw_zone import content_digest
+from pipelines.sources.dumps import DumpPart, divide, part_bytes, store_members
+from pipelines.storage import FileStore
+from pipelines.takedowns import TakedownRequest, apply_takedown
+from sandbox.library import PhotoLibrary
+
+LIBRARY = PhotoLibrary()
 
 URL = "https://dumps.example/ILSVRC2012_img_train.tar"
 
@@ -50,3 +59,30 @@ def test_a_part_travels_as_a_dict() -> None:
 def test_a_run_needs_a_part() -> None:
     with pytest.raises(ValueError, match="at least one part"):
         part_bytes(100, 0)
+
+
+def test_members_a_takedown_withdrew_are_refused_by_source_id_and_by_bytes(lake: tuple[FileStore, Catalog]) -> None:
+    store, catalog = lake
+    photos = {name: LIBRARY.encode(number) for number, name in enumerate(("a", "b", "c"))}
+
+    def members(*pairs: tuple[str, str]) -> list[ArchiveEntry]:
+        return [ArchiveEntry(f"{source_id}.JPEG", len(photos[photo]), photos[photo]) for source_id, photo in pairs]
+
+    def to_sighting(member: ArchiveEntry) -> SightingRecord:
+        source_id = member.name.removesuffix(".JPEG")
+        return SightingRecord("imagenet", source_id, f"https://dump.example/train.tar#{member.name}")
+
+    store_members(members(("a", "a"), ("b", "b")), to_sighting, store, catalog, run_id="run-1")
+    request = TakedownRequest(reason="the author asked", requested_by="ana", source="imagenet", source_id="a")
+    apply_takedown(request, store, catalog, tracking_uri="")  # in no dataset: MLflow is not asked
+
+    counts = store_members(
+        members(("a", "a"), ("a-copy", "a"), ("c", "c")), to_sighting, store, catalog, run_id="run-2"
+    )
+
+    assert (counts["withdrawn"], counts["stored"], counts["already_known"]) == (2, 1, 0)
+    with catalog.session() as session:
+        failures = session.scalars(select(FetchFailure).where(FetchFailure.run_id == "run-2")).all()
+    assert sorted(failure.source_id for failure in failures) == ["a", "a-copy"]
+    assert all(request.takedown_id in failure.reason for failure in failures)
+    assert store.list("raw/") and not any(content_digest(photos["a"]) in key for key in store.list("raw/"))

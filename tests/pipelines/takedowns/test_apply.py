@@ -72,7 +72,7 @@ def trained(
     config = UnsplashConfig(api_url=f"{sandbox_url}/unsplash/api", access_key=UNSPLASH_ACCESS_KEY)
     http = client(config, Settings(home=root, http_allowed_hosts=[host_key(sandbox_url)]))
     window = Window(ANCHOR - timedelta(days=60), ANCHOR + timedelta(days=1))
-    candidates = discover(config, http, window, ["city", "portrait", "dog"], limit=8)
+    candidates = discover(config, http, window, ["city", "portrait", "dog"], limit=16)
     counts = store_candidates(candidates, lambda c: fetch(config, http, c), store, catalog, run_id="ingest-1")
     assert counts["stored"] == len(candidates) >= 12
     with catalog.session() as session:  # the quality stage's verdict, which these tests do not exercise
