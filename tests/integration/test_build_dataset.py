@@ -68,3 +68,34 @@ def test_accepted_photos_become_a_published_dataset_version(
     with catalog.session() as session:
         count = session.scalar(select(func.count()).select_from(DatasetMember).where(DatasetMember.version == version))
     assert count == manifest["sample_count"]
+
+
+def test_a_takedown_with_rebuild_triggers_a_build_that_leaves_the_photo_out(
+    airflow: AirflowClient, stack_settings: StackSettings
+) -> None:
+    """Runs after the build above: one of its photos is taken down through `apply_takedowns`, whose `rebuild`
+    triggers `build_dataset` with the affected version's params."""
+    store, catalog = open_store(settings=stack_settings), open_catalog(stack_settings)
+    photo = content_digest(color_photo(SEEDS[0]))
+    with catalog.session() as session:
+        [version] = session.scalars(select(DatasetMember.version).where(DatasetMember.image_sha256 == photo)).all()
+    manifest = load_manifest(store, version)
+    before = {run["dag_run_id"] for run in airflow.runs("build_dataset")}
+    conf = {"sha256": photo, "reason": "the author asked", "requested_by": "ana@example.org", "rebuild": True}
+
+    run_id, state = airflow.run("apply_takedowns", conf)
+
+    assert state == "success"
+    assert {task["task_id"]: task["state"] for task in airflow.task_instances("apply_takedowns", run_id)} == {
+        "apply": "success",
+        "rebuild": "success",
+    }
+    assert f"dataset versions: {version} (1 member(s))" in airflow.task_log("apply_takedowns", run_id, "apply")
+    [rebuild] = [run for run in airflow.runs("build_dataset") if run["dag_run_id"] not in before]
+    assert {key: rebuild["conf"][key] for key in CONF} == CONF
+    assert airflow.wait_for_run("build_dataset", rebuild["dag_run_id"]) == "success"
+    rebuilt = airflow.xcom("build_dataset", rebuild["dag_run_id"], "publish")
+    assert rebuilt["version"] != version and rebuilt["sample_count"] == manifest["sample_count"] - 1
+    with catalog.session() as session:
+        assert session.get(Image, photo).status == "withdrawn"
+        assert session.get(DatasetMember, (rebuilt["version"], photo)) is None
