@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -44,6 +45,7 @@ from models.losses import LAMBDA_L1, GANLoss, discriminator_loss, generator_loss
 from models.metrics import colorization_metrics, sample_grid
 from models.networks import NetworkConfig, build_discriminator, build_generator, colorize_ab
 from models.tracking import Tracker
+from pipelines.lake_lifecycle import INTERMEDIATE_CHECKPOINT_TAGS
 from pipelines.stitch import load_manifest
 from pipelines.storage import ObjectStore, open_store
 
@@ -51,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 RUN_TAGS_VARIABLE = "COLORFLOW_RUN_TAGS"
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a process stopped by SIGTERM
+CHECKPOINT_NAME = re.compile(r"step-\d{8}\.pt")  # save_checkpoint's names
 
 
 def option(default: Any, help: str) -> Any:
@@ -322,6 +325,8 @@ class Trainer:
                 status = "KILLED"
             else:
                 self._log_final(checkpoint_key)
+                if self.rank == 0:
+                    mark_intermediate_checkpoints(self.store, self.run_id)
                 status = "FINISHED"
         finally:
             progress.close()
@@ -431,6 +436,23 @@ def latest_checkpoint(store: ObjectStore, run_id: str) -> str:
     if not store.exists(pointer):
         raise FileNotFoundError(f"run {run_id} has no checkpoint: {store.uri(pointer)} does not exist")
     return json.loads(store.get(pointer))["key"]
+
+
+def mark_intermediate_checkpoints(store: ObjectStore, run_id: str) -> int:
+    """Tag every checkpoint of a run that trained all its steps as intermediate, but the one `latest.json` names
+    (what `models.registry.register_run` registers), so the lake's lifecycle rule deletes them after their days
+    (`pipelines.lake_lifecycle`). A run stopped by SIGTERM is not marked: it resumes from its last checkpoint.
+    Returns how many were tagged; tagging again is harmless."""
+    final = latest_checkpoint(store, run_id)
+    intermediate = [
+        key
+        for key in store.list(checkpoint_prefix(run_id))
+        if CHECKPOINT_NAME.fullmatch(key.rsplit("/", 1)[1]) and key != final
+    ]
+    for key in intermediate:
+        store.set_tags(key, INTERMEDIATE_CHECKPOINT_TAGS)
+    logger.info("%d intermediate checkpoints of run %s tagged for expiry; %s is kept", len(intermediate), run_id, final)
+    return len(intermediate)
 
 
 def load_checkpoint(store: ObjectStore, key: str, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Everything that differs between a laptop and production is read here from `COLORFLOW_*` environment
 variables, so that DAGs, CLIs, tests and services agree on where the lake, the catalog and MLflow live
 without passing paths around. Unset values fall back to a working folder, `.colorflow/` in the repository.
-The quality stage's section is read from `COLORFLOW_QUALITY_*`. The embedded stack's own settings (ports,
-login, the sandbox) extend these in `embedded.settings`; nothing here knows the stand-ins exist.
+The quality stage's section is read from `COLORFLOW_QUALITY_*`, the lake's lifecycle rules from
+`COLORFLOW_LIFECYCLE_*`. The embedded stack's own settings (ports, login, the sandbox) extend these in
+`embedded.settings`; nothing here knows the stand-ins exist.
 """
 
 from __future__ import annotations
@@ -91,6 +92,52 @@ class StudioSettings(BaseSettings):
     )
 
 
+class LifecycleSettings(BaseSettings):
+    """How long the lake keeps what, and when raw photos move to cheaper storage (`pipelines.lake_lifecycle`)."""
+
+    model_config = SettingsConfigDict(env_prefix="COLORFLOW_LIFECYCLE_", extra="ignore")
+
+    tiers: bool = Field(
+        default=True,
+        description="Move raw/ to cheaper storage classes. False where the server has no such classes: MinIO"
+        " refuses a transition to a storage class unless a remote tier of that name was added (mc admin tier).",
+    )
+    infrequent_access_days: int = Field(
+        default=30, ge=1, description="Days before raw/ objects move to the infrequent-access class (S3: 30 or more)."
+    )
+    infrequent_access_class: str = Field(default="STANDARD_IA", description="Storage class for infrequent access.")
+    archive_days: int = Field(
+        default=180,
+        ge=1,
+        description="Days before raw/ objects move to the archive class (S3: 30 or more after infrequent access).",
+    )
+    archive_class: str = Field(
+        default="GLACIER_IR",
+        description="Archive storage class. Instant retrieval, so a dataset rebuild still reads raw/ directly:"
+        " GLACIER and DEEP_ARCHIVE would need a restore first.",
+    )
+    quarantine_days: int = Field(default=90, ge=1, description="Days a quarantined photo is kept.")
+    reports_days: int = Field(default=365, ge=1, description="Days quality and audit reports are kept.")
+    intermediate_checkpoint_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days an intermediate checkpoint of a finished run is kept (counted from its writing); a run's"
+        " final checkpoint, the one a model is registered from, is never expired.",
+    )
+    unfinished_upload_days: int = Field(
+        default=7,
+        ge=0,
+        description="Days before the parts of a multipart upload that never completed are thrown away. 0 leaves the"
+        " rule out, for MinIO: it refuses the rule and drops unfinished uploads itself after a day.",
+    )
+
+    @model_validator(mode="after")
+    def _archive_after_infrequent_access(self) -> LifecycleSettings:
+        if self.tiers and self.archive_days <= self.infrequent_access_days:
+            raise ValueError("archive_days must come after infrequent_access_days")
+        return self
+
+
 class Settings(BaseSettings):
     """Where Colorflow keeps its data and how it reaches MLflow and the outside services."""
 
@@ -132,6 +179,9 @@ class Settings(BaseSettings):
     # Read from COLORFLOW_QUALITY_* by the section itself (made anew, so the environment is read then).
     quality: QualitySettings = Field(default_factory=QualitySettings, description="The quality stage's settings.")
     studio: StudioSettings = Field(default_factory=StudioSettings, description="Colorflow Studio's limits.")
+    lifecycle: LifecycleSettings = Field(
+        default_factory=LifecycleSettings, description="The lake's storage tiers and expiries."
+    )
 
     @model_validator(mode="after")
     def _derive_working_folder_defaults(self) -> Settings:

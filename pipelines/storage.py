@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ import shutil
 import socket
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +116,16 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object; deleting a missing key is not an error, so cleanups can be rerun."""
 
+    @abstractmethod
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace an object's tags (S3 object tags: what lifecycle rules select by); raises ObjectNotFound.
+
+        Tags belong to the object as written: writing the key again leaves the new object untagged."""
+
+    @abstractmethod
+    def tags(self, key: str) -> dict[str, str]:
+        """An object's tags, {} when it has none; raises ObjectNotFound."""
+
     def uri(self, key: str) -> str:
         """Full address of an object, for logs and for people."""
         return f"{self.url.rstrip('/')}/{check_key(key)}"
@@ -171,6 +182,9 @@ class _EarlyWriteback(io.RawIOBase):
 class FileStore(ObjectStore):
     """Objects as files under a root folder; writes are staged in `<root>/.staging/` then renamed.
 
+    An object's tags are a JSON file under `<root>/.tags/` at the object's key: like `.staging/`, a hidden
+    folder at the root is never listed, and no key can name it, so tags never appear as lake objects.
+
     A staged file is named after the process and host writing it. A writer killed outright (SIGKILL, out of
     memory) leaves its file behind, invisible to readers; the next store on the same host to write to that
     lake removes the files of that host's writers that are gone, so crashes do not slowly fill the disk. A
@@ -181,6 +195,7 @@ class FileStore(ObjectStore):
         self.root = root.resolve()
         self.url = self.root.as_uri()
         self._staging = self.root / ".staging"
+        self._tags = self.root / ".tags"
         self._host = socket.gethostname()
         self._swept = False
 
@@ -210,6 +225,7 @@ class FileStore(ObjectStore):
                 os.fsync(sink.fileno())
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, target)
+            self._tags_path(key).unlink(missing_ok=True)  # a new object starts untagged, as on S3
         finally:
             staged.unlink(missing_ok=True)
 
@@ -275,6 +291,31 @@ class FileStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+        self._tags_path(key).unlink(missing_ok=True)
+
+    def _tags_path(self, key: str) -> Path:
+        return self._tags.joinpath(*check_key(f"{key}.json").split("/"))
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        if not self.exists(key):
+            raise ObjectNotFound(key)
+        path = self._tags_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._staging.mkdir(parents=True, exist_ok=True)
+        staged = self._staging / f"{os.getpid()}-{uuid.uuid4().hex}-{self._host}.part"
+        try:
+            staged.write_text(json.dumps(dict(tags), sort_keys=True))
+            os.replace(staged, path)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def tags(self, key: str) -> dict[str, str]:
+        if not self.exists(key):
+            raise ObjectNotFound(key)
+        try:
+            return json.loads(self._tags_path(key).read_text())
+        except FileNotFoundError:
+            return {}
 
 
 class _MultipartWriter(io.RawIOBase):
@@ -430,6 +471,43 @@ class S3Store(ObjectStore):
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+
+    def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        from botocore.exceptions import ClientError
+
+        tag_set = [{"Key": name, "Value": value} for name, value in sorted(tags.items())]
+        try:
+            self._client.put_object_tagging(Bucket=self.bucket, Key=self._object_key(key), Tagging={"TagSet": tag_set})
+        except ClientError as error:
+            if self._is_missing(error):
+                raise ObjectNotFound(key) from None
+            raise
+
+    def tags(self, key: str) -> dict[str, str]:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self._client.get_object_tagging(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as error:
+            if self._is_missing(error):
+                raise ObjectNotFound(key) from None
+            raise
+        return {tag["Key"]: tag["Value"] for tag in answer["TagSet"]}
+
+    def lifecycle_rules(self) -> list[dict]:
+        """The bucket's lifecycle rules as S3 returns them: all of the bucket's, not only this lake's prefix."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except ClientError as error:
+            if getattr(error, "response", {}).get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+                return []
+            raise
+
+    def set_lifecycle_rules(self, rules: list[dict]) -> None:
+        """Replace the bucket's lifecycle rules: S3 keeps one configuration per bucket, so `rules` is all of them."""
+        self._client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
 
     def copy(self, source_key: str, target_key: str) -> None:
         # Server-side copy: the bytes never travel through this process.

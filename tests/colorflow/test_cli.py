@@ -25,7 +25,7 @@ def colorflow(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command_and_each_command_explains_itself(tmp_path: Path) -> None:
     listing = colorflow("--help", home=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    commands = ("colorize", "studio", "dataset", "train", "stack", "lake", "airflow")
+    commands = ("colorize", "studio", "dataset", "takedown", "train", "stack", "lake", "airflow")
     assert all(f"    {command} " in listing.stdout for command in commands), listing.stdout
     for command, option in (
         (["colorize"], "--output"),
@@ -37,6 +37,8 @@ def test_help_lists_every_command_and_each_command_explains_itself(tmp_path: Pat
         (["stack"], "screenshots"),
         (["stack", "screenshots"], "--dag-id"),
         (["lake", "audit"], "--repair"),
+        (["takedown"], "--requested-by"),
+        (["lake", "lifecycle"], "--dry-run"),
     ):
         shown = colorflow(*command, "--help", home=tmp_path)
         assert shown.returncode == 0 and option in shown.stdout, (command, shown.stderr)
@@ -72,3 +74,27 @@ def test_lake_audit_exits_1_on_drift_and_0_once_repaired(tmp_path: Path) -> None
 
     assert colorflow("lake", "audit", "--grace-minutes", "0", "--repair", home=tmp_path).returncode == 0
     assert colorflow("lake", "audit", "--grace-minutes", "0", home=tmp_path).returncode == 0
+
+
+def test_takedown_prints_what_it_withdrew_and_exits_1_when_it_names_nothing_known(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    store, catalog = open_store(settings=settings), open_catalog(settings)
+    ingested = ingest_photo(
+        store, catalog, color_photo(3), SightingRecord("flickr", "53012345", "https://f/1.jpg"), "i"
+    )
+    asked = ("--reason", "the author asked", "--requested-by", "ana@example.org")
+
+    unknown = colorflow("takedown", "--source", "flickr", "--source-id", "999", *asked, home=tmp_path)
+    assert unknown.returncode == 1 and "nothing known matches" in unknown.stderr
+
+    done = colorflow("takedown", "--source", "flickr", "--source-id", "53012345", *asked, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 image(s) withdrawn" in done.stdout and "1 newly withdrawn, 1 objects deleted" in done.stdout
+    assert "dataset versions: none" in done.stdout and "reports/takedowns/td-" in done.stdout
+    assert not store.exists(ingested.key)
+
+    again = colorflow("takedown", "--source", "flickr", "--source-id", "53012345", *asked, home=tmp_path)
+    assert again.returncode == 0 and "already applied: nothing changed" in again.stdout
+
+    both = colorflow("takedown", "--author", "x", "--sha256", "a" * 64, *asked, home=tmp_path)
+    assert both.returncode == 2 and "name the photos one way" in both.stderr

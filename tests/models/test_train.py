@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from embedded.polling import wait_until
 from models.launch import command_line
 from models.networks import build_generator
 from models.train import PREEMPTED_EXIT_CODE, TrainConfig, Trainer, latest_checkpoint, load_checkpoint
+from pipelines.lake_lifecycle import INTERMEDIATE_CHECKPOINT_TAGS, expire, lake_rules
+from pipelines.settings import LifecycleSettings
 from pipelines.storage import FileStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +82,37 @@ def test_sigterm_leaves_a_checkpoint_that_loads_and_resumes(
     resumed = Trainer(small(steps=stopped_at + 2, resume=run_id)).fit()
 
     assert resumed.step == stopped_at + 2 and len(resumed.losses) == 2
+
+
+def test_a_finished_run_leaves_only_its_final_checkpoint_to_keep(
+    dataset_lake: tuple[str, str], small: Callable[..., TrainConfig]
+) -> None:
+    """A run stopped part-way tags nothing, so it can resume; once it has trained all its steps, the lake's
+    housekeeping deletes every checkpoint but the one a model is registered from, after their days."""
+    store = FileStore(Path(dataset_lake[0].removeprefix("file://")))
+    stopping = Trainer(small(steps=6, checkpoint_every=2))
+    train_step = stopping.train_step
+
+    def train_then_stop(batch: torch.Tensor) -> dict[str, float]:
+        stopping.stop_requested = stopping.position.step == 2  # what SIGTERM sets, during the third step
+        return train_step(batch)
+
+    stopping.train_step = train_then_stop
+    stopped = stopping.fit()
+    checkpoints = f"checkpoints/{stopped.run_id}/"
+    assert stopped.preempted and [store.tags(key) for key in store.list(checkpoints) if key.endswith(".pt")] == [{}, {}]
+
+    finished = Trainer(small(steps=6, checkpoint_every=2, resume=stopped.run_id)).fit()
+
+    final = latest_checkpoint(store, finished.run_id)
+    assert final == finished.checkpoint_key == f"{checkpoints}step-00000006.pt"
+    tagged = {key: store.tags(key) for key in store.list(checkpoints) if key.endswith(".pt")}
+    assert tagged == {
+        **{f"{checkpoints}step-{step:08d}.pt": INTERMEDIATE_CHECKPOINT_TAGS for step in (2, 3, 4)},
+        final: {},
+    }
+    expire(store, lake_rules(LifecycleSettings()), now=datetime.now(UTC) + timedelta(days=31))
+    assert list(store.list(checkpoints)) == [f"{checkpoints}latest.json", final]
 
 
 def test_two_ddp_processes_train_together(

@@ -55,6 +55,25 @@ def test_delete_is_idempotent(store: ObjectStore) -> None:
     assert not store.exists("quarantine/bad.jpg")
 
 
+def test_tags_belong_to_the_object_as_written_and_are_no_objects_themselves(store: ObjectStore) -> None:
+    store.put("checkpoints/run/step-00000010.pt", b"state")
+    assert store.tags("checkpoints/run/step-00000010.pt") == {}
+    store.set_tags("checkpoints/run/step-00000010.pt", {"colorflow-retention": "intermediate"})
+    assert store.tags("checkpoints/run/step-00000010.pt") == {"colorflow-retention": "intermediate"}
+    assert list(store.list()) == ["checkpoints/run/step-00000010.pt"]
+
+    store.put("checkpoints/run/step-00000010.pt", b"state written again")  # a new object, untagged as on S3
+    assert store.tags("checkpoints/run/step-00000010.pt") == {}
+    store.set_tags("checkpoints/run/step-00000010.pt", {"colorflow-retention": "intermediate"})
+    store.delete("checkpoints/run/step-00000010.pt")
+    store.put("checkpoints/run/step-00000010.pt", b"state")
+    assert store.tags("checkpoints/run/step-00000010.pt") == {}
+    with pytest.raises(ObjectNotFound):
+        store.tags("checkpoints/run/none.pt")
+    with pytest.raises(ObjectNotFound):
+        store.set_tags("checkpoints/run/none.pt", {"colorflow-retention": "intermediate"})
+
+
 def test_streaming_write_and_read_of_a_large_object(store: ObjectStore) -> None:
     """12 MiB in 1 MiB writes: on S3 this crosses the 5 MiB part size, so it is a multipart upload."""
     digest = hashlib.sha256()
