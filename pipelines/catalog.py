@@ -146,7 +146,8 @@ class DatasetMember(Base):
     __tablename__ = "dataset_members"
 
     version: Mapped[str] = mapped_column(ForeignKey("dataset_versions.version"), primary_key=True)
-    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), primary_key=True)
+    # Indexed alone too: a takedown asks which versions hold an image, the moment someone asks.
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), primary_key=True, index=True)
     split: Mapped[str] = mapped_column(String(16))
     shard: Mapped[str] = mapped_column(String(255))
 

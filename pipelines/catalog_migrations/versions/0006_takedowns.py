@@ -1,5 +1,6 @@
 """Takedowns and the images they withdrew: a withdrawn image keeps its row and sightings as a tombstone, so
-the same bytes or the same source id are refused at the next ingestion.
+the same bytes or the same source id are refused at the next ingestion. Dataset members are indexed by image
+too, so a takedown finds the versions that hold an image without reading every membership.
 
 Revision ID: 0006
 Revises: 0005
@@ -33,9 +34,11 @@ def upgrade() -> None:
         sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_withdrawals_image_sha256", "withdrawals", ["image_sha256"])
+    op.create_index("ix_dataset_members_image_sha256", "dataset_members", ["image_sha256"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dataset_members_image_sha256", table_name="dataset_members")
     op.drop_index("ix_withdrawals_image_sha256", table_name="withdrawals")
     op.drop_table("withdrawals")
     op.drop_table("takedowns")
