@@ -8,9 +8,10 @@ split), photos oriented, center-cropped and resized to `load_size`, written as W
 
 `plan` names the version (a hash of the members and the transform parameters) and cuts the shards;
 `write_shards` writes them in parallel, one mapped task per group of shards; `publish` checks them, records
-membership in the catalog and writes `manifest.json` last. Until the manifest exists the version does not
-exist, so a build killed anywhere leaves nothing visible, and its rerun completes it. Building a version
-that is already published does nothing and emits no event.
+membership in the catalog, writes the dataset card (`card.md`, `card.json`: sources, licenses and the
+credits they require, quality, splits, limitations) and writes `manifest.json` last. Until the manifest
+exists the version does not exist, so a build killed anywhere leaves nothing visible, and its rerun
+completes it. Building a version that is already published does nothing and emits no event.
 
 Scheduled by `validated_images`; emits `lab_dataset` with `{"version", "samples"}` in the event's extra.
 Triggered by hand, the params select sources and fetch dates and set the transform.

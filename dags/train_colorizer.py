@@ -3,7 +3,7 @@
 
 Trains the pix2pix colorizer (U-Net generator predicting a/b from L, PatchGAN discriminator) on a dataset
 version and tracks the run in MLflow (experiment `colorizer`): params, losses, validation metrics, sample
-grids (input gray | prediction | truth), the dataset as input and the final checkpoint.
+grids (input gray | prediction | truth), the dataset as input with its card, and the final checkpoint.
 
 The task runs on queue `gpu` in pool `gpu` (one training at a time per slot) and launches `torchrun` with
 one process per visible GPU. A node without a GPU (the embedded setup) trains a small configuration on the
@@ -11,8 +11,9 @@ CPU. Checkpoints go to `checkpoints/<mlflow run id>/` in the lake every few hund
 the task (after a crash or a preemption) resumes the same MLflow run where it stopped.
 
 `evaluate_and_promote` then scores the final generator on the test split and a fixed panel of photos,
-logs a comparison grid and the model (registered as `colorizer`), and moves the `champion` alias when the
-primary metric (`eval_psnr`) improves and the guards hold; the old champion stays reachable as `previous`.
+each beside the gray baseline, logs a comparison grid, the model (registered as `colorizer`) and its model
+card (`model_card.md`, also the version's description), and moves the `champion` alias when the primary
+metric (`eval_psnr`) improves and the guards hold; the old champion stays reachable as `previous`.
 
 Scheduled by `lab_dataset` (the version comes from the event); triggered by hand, `dataset_version` picks
 one (empty: the newest) and the other params override the training config. A run still going after

@@ -18,7 +18,7 @@ from embedded.airflow_api import AirflowClient
 from embedded.polling import wait_until
 from embedded.settings import StackSettings
 from pipelines.catalog import FetchFailure, Image, ImageStatus, Sighting, open_catalog
-from pipelines.stitch import describe, latest_version, load_manifest
+from pipelines.stitch import card_keys, describe, latest_version, load_manifest
 from pipelines.storage import open_store
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,32 @@ def latest_dataset(settings: StackSettings) -> str:
     if version is None:
         return "no dataset version published yet"
     return describe(load_manifest(open_store(settings=settings), version)).replace("\n", "\n  ")
+
+
+def dataset_card_location(settings: StackSettings) -> str:
+    """Where the newest dataset version's card is in the lake."""
+    version = latest_version(open_catalog(settings))
+    if version is None:
+        return "no dataset version published yet"
+    store, key = open_store(settings=settings), card_keys(version)["card.md"]
+    return store.uri(key) if store.exists(key) else f"none yet: `colorflow dataset card {version}` writes it"
+
+
+def model_card_location(settings: StackSettings) -> str:
+    """Where the champion's model card is: its model version's page (the card is its description) and the
+    run's artifact."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from models.model_card import MODEL_CARD_ARTIFACT
+    from models.registry import MODEL_NAME
+
+    try:
+        champion = MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias(MODEL_NAME, "champion")
+    except MlflowException:
+        return "no champion yet"
+    page = f"{settings.mlflow_tracking_uri}/#/models/{MODEL_NAME}/versions/{champion.version}"
+    return f"{page}   runs:/{champion.run_id}/{MODEL_CARD_ARTIFACT}"
 
 
 def latest_training(settings: StackSettings) -> str:
@@ -229,6 +255,8 @@ def summary(settings: StackSettings, outcomes: list[Outcome], before: dict[str, 
         f"  MLflow UI    {settings.mlflow_tracking_uri}",
         f"  Studio       {settings.studio_url}   colorize your own photos and clips",
         f"  logs         {settings.logs_dir}",
+        f"  dataset card {dataset_card_location(settings)}",
+        f"  model card   {model_card_location(settings)}",
         "",
         "The services keep running; stop them with `make down`.",
     ]

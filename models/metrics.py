@@ -1,10 +1,14 @@
 """How good a colorization is, measured the ways people compare colorizers: L1 on the chroma the network
 predicts, PSNR and SSIM on the RGB image a person sees, and colorfulness of prediction against truth (a
 model that plays safe with sepia-gray output scores well on L1 but is visibly duller). Plus the picture
-people would rather look at: rows of input gray | prediction | truth.
+people would rather look at: rows of input gray | prediction | truth. And the yardstick every number needs:
+the gray baseline (the lightness alone, a/b neutral), which scores well on PSNR and L1 without coloring
+anything, so a model is worth having only where it beats it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -31,6 +35,24 @@ def colorization_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, 
     means = {name: float(np.mean([row[name] for row in rows])) for name in rows[0]}
     means["colorfulness_ratio"] = means["colorfulness"] / max(means["colorfulness_truth"], 1e-6)
     return means
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """One evaluation set's metrics for the model and for the gray baseline on the same images; the truth's
+    colorfulness is `model["colorfulness_truth"]` (the same in both)."""
+
+    name: str
+    images: int
+    model: dict[str, float]
+    gray: dict[str, float]
+
+
+def compare_with_gray(name: str, predicted: np.ndarray, truth: np.ndarray) -> BaselineComparison:
+    """`colorization_metrics` of the model's colors and of the gray baseline against the same truth."""
+    return BaselineComparison(
+        name, len(truth), colorization_metrics(predicted, truth), colorization_metrics(without_chroma(truth), truth)
+    )
 
 
 def sample_grid(predicted: np.ndarray, truth: np.ndarray, max_rows: int = 8) -> Image.Image:

@@ -10,6 +10,10 @@ the model (`models.colorize`). The decision rests on one declared primary metric
   `eval_colorfulness_ratio` may not fall below `COLORFULNESS_FLOOR` of the champion's (a model that buys
   PSNR with washed-out colors is not better).
 
+Each set is also measured against the gray baseline (the lightness alone), with the truth's colorfulness,
+and the model card (`models.model_card`) shows them side by side: it is logged as the run's
+`model_card.md` and becomes the model version's description.
+
 The previous champion stays reachable as `previous`; the decision and the numbers are tags on the new
 model version and on its run. The logged model is a pyfunc (any image size; base64 image in, base64 PNG
 out), so `mlflow models serve -m models:/colorizer@champion` answers HTTP requests.
@@ -22,7 +26,7 @@ import io
 import json
 import logging
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +39,13 @@ from PIL import Image, ImageOps
 
 from models.colorize import Colorizer, colorizer_from_state, open_photo
 from models.data import ShardStream
-from models.metrics import colorization_metrics, sample_grid
+from models.metrics import BaselineComparison, colorization_metrics, compare_with_gray, sample_grid
+from models.model_card import MODEL_CARD_ARTIFACT, model_card, version_description
 from models.networks import NetworkConfig
 from models.train import TrainConfig, latest_checkpoint, load_checkpoint
 from pipelines.lab import lab8_to_rgb, rgb_to_lab8
-from pipelines.stitch import load_manifest
-from pipelines.storage import open_store
+from pipelines.stitch import card_keys, load_card, load_manifest
+from pipelines.storage import ObjectNotFound, ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -102,20 +107,36 @@ def panel_photos() -> list[Image.Image]:
     return panel
 
 
-def evaluate(
-    colorizer: Colorizer, lake_url: str, manifest: dict, panel: list[Image.Image]
-) -> tuple[dict[str, float], Image.Image]:
-    """Metrics over the test split (or val, when a small dataset has no test images) and the panel, and the
-    panel's comparison grid (gray | prediction | truth)."""
+@dataclass
+class Evaluation:
+    """What `evaluate` found: the `eval_*` metrics over every evaluated image (what promotion compares), each
+    set against the gray baseline (the test split, or val, then the panel), and the panel's grid."""
+
+    metrics: dict[str, float]
+    comparisons: list[BaselineComparison]
+    grid: Image.Image
+
+    def comparison_metrics(self) -> dict[str, float]:
+        """The comparisons as MLflow metrics, `eval_<set>_<model|gray>_<metric>`, to chart across runs."""
+        return {
+            f"eval_{comparison.name}_{who}_{name}": value
+            for comparison in self.comparisons
+            for who, values in (("model", comparison.model), ("gray", comparison.gray))
+            for name, value in values.items()
+        }
+
+
+def evaluate(colorizer: Colorizer, lake_url: str, manifest: dict, panel: list[Image.Image]) -> Evaluation:
+    """Metrics over the test split (or val, when a small dataset has no test images) and the panel, each set
+    also against the gray baseline, and the panel's comparison grid (gray | prediction | truth)."""
     truth, predicted = [], []
-    for split in ("test", "val"):
-        if manifest["splits"].get(split):
-            stream = ShardStream(lake_url, manifest, split=split, crop_size=colorizer.size, train=False)
-            for number, lab8 in enumerate(stream):
-                if number >= TEST_SAMPLES:
-                    break
-                truth.append(lab8.numpy())
-            break
+    split = next((split for split in ("test", "val") if manifest["splits"].get(split)), None)
+    if split is not None:
+        stream = ShardStream(lake_url, manifest, split=split, crop_size=colorizer.size, train=False)
+        for number, lab8 in enumerate(stream):
+            if number >= TEST_SAMPLES:
+                break
+            truth.append(lab8.numpy())
     for real in truth:
         predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(Image.fromarray(lab8_to_rgb(real))))))
     panel_truth, panel_predicted = [], []
@@ -124,8 +145,13 @@ def evaluate(
         panel_truth.append(rgb_to_lab8(np.asarray(square)))
         panel_predicted.append(rgb_to_lab8(np.asarray(colorizer.colorize(square))))
     metrics = colorization_metrics(np.stack(predicted + panel_predicted), np.stack(truth + panel_truth))
+    comparisons = [
+        compare_with_gray(name, np.stack(guesses), np.stack(reals))
+        for name, guesses, reals in ((split, predicted, truth), ("panel", panel_predicted, panel_truth))
+        if reals
+    ]
     grid = sample_grid(np.stack(panel_predicted), np.stack(panel_truth), max_rows=len(panel_truth))
-    return {f"eval_{name}": value for name, value in metrics.items()}, grid
+    return Evaluation({f"eval_{name}": value for name, value in metrics.items()}, comparisons, grid)
 
 
 def decide(new: dict[str, float], champion: dict[str, float] | None) -> tuple[bool, str]:
@@ -219,18 +245,43 @@ def register_run(run_id: str, tracking_uri: str, lake_url: str, catalog: Any = N
     network = config.networks()
     colorizer = colorizer_from_state(state["generator"], network, config.crop_size)
     panel = panel_photos()
-    metrics, grid = evaluate(colorizer, lake_url, load_manifest(store, config.dataset), panel)
+    manifest = load_manifest(store, config.dataset)
+    evaluation = evaluate(colorizer, lake_url, manifest, panel)
     mlflow.set_tracking_uri(tracking_uri)
     reports = quality_reports(store, catalog, config.dataset) if catalog is not None else {}
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({**evaluation.metrics, **evaluation.comparison_metrics()})
         for artifact, text in reports.items():
             mlflow.log_text(text, artifact)
-        mlflow.log_image(grid, artifact_file="panel/comparison.png")
+        mlflow.log_image(evaluation.grid, artifact_file="panel/comparison.png")
         version = log_colorizer(colorizer, state["generator"], network, panel)
-        decision = promote(client, version, metrics)
+        card = model_card(
+            model=MODEL_NAME,
+            version=version,
+            run_id=run_id,
+            config=state["config"],
+            steps=state["position"]["step"],
+            manifest=manifest,
+            comparisons=evaluation.comparisons,
+            metrics=evaluation.metrics,
+            **dataset_card_of(store, config.dataset),
+        )
+        mlflow.log_text(card, MODEL_CARD_ARTIFACT)
+        description = version_description(card, f"runs:/{run_id}/{MODEL_CARD_ARTIFACT}")
+        client.update_model_version(MODEL_NAME, version, description=description)
+        decision = promote(client, version, evaluation.metrics)
         mlflow.set_tags({f"model_{key}": str(value) for key, value in decision.items()})
-    return {**decision, "run_id": run_id, "metrics": metrics}
+    return {**decision, "run_id": run_id, "metrics": evaluation.metrics}
+
+
+def dataset_card_of(store: ObjectStore, version: str) -> dict[str, Any]:
+    """Where a dataset version's card is and the limitations it lists, for the model card; none for a version
+    published before cards existed."""
+    try:
+        limitations = load_card(store, version)["limitations"]
+    except ObjectNotFound:
+        return {"dataset_card": None, "dataset_limitations": []}
+    return {"dataset_card": store.uri(card_keys(version)["card.md"]), "dataset_limitations": limitations}
 
 
 def log_colorizer(colorizer: Colorizer, generator_state: dict, network: NetworkConfig, panel: list[Image.Image]) -> str:

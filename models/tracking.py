@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -76,7 +77,9 @@ class Tracker:
             self._mlflow.log_artifact(str(path), artifact_path=folder or None)
 
     def log_dataset(self, manifest: dict[str, Any], source_uri: str) -> None:
-        """The dataset version as the run's input: its digest, size, splits and source mix."""
+        """The dataset version as the run's input: its digest, size, splits and source mix, its manifest, and
+        its card (`dataset/card.md`, `dataset/card.json`): the licenses and credits a model trained on it
+        answers to. `source_uri` is the manifest's address in the lake, where the card sits beside it."""
         if not self.enabled:
             return
         from mlflow.data.http_dataset_source import HTTPDatasetSource
@@ -98,6 +101,24 @@ class Tracker:
             }
         )
         self._mlflow.log_dict(manifest, "dataset/manifest.json")
+        self._log_dataset_card(manifest["version"], source_uri)
+
+    def _log_dataset_card(self, version: str, manifest_uri: str) -> None:
+        """Copy the card from the lake a block at a time (a million members' credits make a large file); a
+        version published before cards existed has none until `colorflow dataset card` writes it."""
+        from pipelines.stitch import card_keys, manifest_key
+        from pipelines.storage import ObjectNotFound, open_store
+
+        store = open_store(manifest_uri.removesuffix("/" + manifest_key(version)))
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, key in card_keys(version).items():
+                try:
+                    with store.open_read(key) as card, (Path(scratch) / name).open("wb") as copy:
+                        shutil.copyfileobj(card, copy)
+                except ObjectNotFound:
+                    logger.warning("dataset %s has no card: `colorflow dataset card %s` writes it", version, version)
+                    return
+            self._mlflow.log_artifacts(scratch, artifact_path="dataset")
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled:

@@ -103,6 +103,13 @@ def from_url(url: str | None) -> str | None:
     return None
 
 
+def requires_attribution(license: str | None) -> bool:
+    """Whether sharing a work (or what is made from it, such as a dataset's samples) must credit its author:
+    every Creative Commons license with the BY element, any version, share-alike or not. CC0, the Public
+    Domain Mark and the Unsplash License ask for no credit."""
+    return bool(license) and _CREATIVE_COMMONS.fullmatch(license) is not None
+
+
 def license_label(license: str | None, license_text: str | None) -> str:
     """A license as a person reads it in a verdict or a card: the term, and the source's words when they say
     more (or when there is no term)."""

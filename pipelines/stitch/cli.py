@@ -1,4 +1,4 @@
-"""`colorflow dataset build|show`, also run as `python -m pipelines.stitch`."""
+"""`colorflow dataset build|show|card`, also run as `python -m pipelines.stitch`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from collections.abc import Sequence
 
 from pipelines import stitch
 from pipelines.stitch.build import stitch_dataset
+from pipelines.stitch.card import write_card
+from pipelines.stitch.layout import card_keys
 from pipelines.stitch.params import ShardParams
 from pipelines.stitch.publish import describe, load_manifest
 from pipelines.storage import ObjectNotFound, open_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`colorflow dataset build|show` (and `python -m pipelines.stitch`)."""
+    """`colorflow dataset build|show|card` (and `python -m pipelines.stitch`)."""
     commands = parser.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
     build = commands.add_parser(
         "build",
@@ -37,16 +39,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     show.add_argument("version", help="the dataset version (as build prints it)")
     show.set_defaults(run=_show)
+    card = commands.add_parser(
+        "card",
+        help="write a published version's dataset card and print where it is",
+        description="Write the dataset card (card.md and card.json beside the manifest: sources, licenses and the"
+        " credit they require, quality, splits, limitations) from the catalog as it is now. Builds write it;"
+        " this gives one to a version published before cards existed, or renews one after a takedown.",
+    )
+    card.add_argument("version", help="the dataset version (as build prints it)")
+    card.set_defaults(run=_card)
 
 
 def _show(args: argparse.Namespace) -> int:
     from pipelines.settings import get_settings
 
+    store = open_store(settings=get_settings())
     try:
-        print(describe(load_manifest(open_store(settings=get_settings()), args.version)))
+        print(describe(load_manifest(store, args.version)))
     except ObjectNotFound:
         print(f"error: no published dataset version {args.version}", file=sys.stderr)
         return 1
+    card = card_keys(args.version)["card.md"]
+    if store.exists(card):
+        print(f"  card: {store.uri(card)}")
+    else:
+        print(f"  card: none yet (published before cards): `colorflow dataset card {args.version}` writes it")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from pipelines.catalog import open_catalog
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    store = open_store(settings=settings)
+    try:
+        manifest = load_manifest(store, args.version)
+    except ObjectNotFound:
+        print(f"error: no published dataset version {args.version}", file=sys.stderr)
+        return 1
+    write_card(store, open_catalog(settings), manifest)
+    for key in card_keys(args.version).values():
+        print(store.uri(key))
     return 0
 
 

@@ -10,6 +10,12 @@ def manifest_key(version: str) -> str:
     return f"{DATASETS_PREFIX}/{version}/manifest.json"
 
 
+def card_keys(version: str) -> dict[str, str]:
+    """The dataset card beside the manifest, for people (`card.md`) and for programs (`card.json`); written
+    just before the manifest, so every version published since cards exist has one."""
+    return {name: f"{DATASETS_PREFIX}/{version}/{name}" for name in ("card.md", "card.json")}
+
+
 def shard_key(version: str, split: str, number: int) -> str:
     return f"{DATASETS_PREFIX}/{version}/{split}/{split}-{number:05d}.tar"
 

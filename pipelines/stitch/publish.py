@@ -1,9 +1,9 @@
 """The last step of a build, and what reads its result: a dataset version made visible, found and
 described.
 
-`publish` checks every shard is in the lake, records membership in the catalog, then writes the manifest.
-The manifest is the version's only mark of existence and goes last: a build killed at any point leaves no
-visible version, and its rerun completes it."""
+`publish` checks every shard is in the lake, records membership in the catalog, writes the version's card
+(`card`), then writes the manifest. The manifest is the version's only mark of existence and goes last: a
+build killed at any point leaves no visible version, and its rerun completes it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from pipelines.catalog import Catalog, DatasetMember, DatasetVersion, utcnow
 from pipelines.lab import LAB_ENCODING
+from pipelines.stitch.card import write_card
 from pipelines.stitch.layout import manifest_key
 from pipelines.stitch.params import SPLITS
 from pipelines.stitch.plan import load_shard
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 def publish(store: ObjectStore, catalog: Catalog, plan: dict[str, Any], shards: Sequence[dict[str, Any]]) -> dict:
-    """Make the version visible: verify the shards, record membership, write the manifest last.
+    """Make the version visible: verify the shards, record membership, write the card, the manifest last.
 
     `plan` is `BuildPlan.summary()`. Publishing a version that already has a manifest returns that manifest
     unchanged, so a retried or repeated build never rewrites history."""
@@ -55,6 +56,7 @@ def publish(store: ObjectStore, catalog: Catalog, plan: dict[str, Any], shards: 
         "shards": [{key: shard[key] for key in ("key", "split", "samples", "bytes", "sha256")} for shard in shards],
     }
     _record_membership(store, catalog, manifest, shards)
+    write_card(store, catalog, manifest)
     store.put(key, json.dumps(manifest, indent=2).encode())
     logger.info("published dataset %s: %d samples %s", version, manifest["sample_count"], split_counts)
     return manifest

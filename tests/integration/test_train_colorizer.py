@@ -1,8 +1,8 @@
 """`train_colorizer` through the real Airflow and the real MLflow server: a short CPU training on the
 newest dataset version ends with a complete MLflow run (params, tags naming the Airflow run and the dataset,
-losses, validation metrics, sample grids, the dataset manifest, the final checkpoint), a checkpoint in
-the lake, and an evaluated, registered model with its promotion decision. The same stack is then looked at
-in headless Chromium: both UIs must show the run and the champion.
+losses, validation metrics, sample grids, the dataset manifest and card, the final checkpoint), a checkpoint
+in the lake, and an evaluated, registered model with its promotion decision and model card. The same stack
+is then looked at in headless Chromium: both UIs must show the run and the champion.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_a_short_training_run_is_tracked_in_mlflow(
     assert [point.step for point in history][-1] == STEPS
     assert {"val_l1_ab", "val_psnr", "val_ssim", "val_colorfulness_ratio"} <= set(run.data.metrics)
     artifacts = artifact_paths(mlflow, summary["run_id"])
-    assert "dataset/manifest.json" in artifacts
+    assert {"dataset/manifest.json", "dataset/card.md", "dataset/card.json"} <= set(artifacts)
     assert any(path.startswith("samples/step-") and path.endswith(".png") for path in artifacts)
     assert any(path.startswith("checkpoints/step-") for path in artifacts)
     assert [dataset.dataset.digest for dataset in run.inputs.dataset_inputs] == [version]
@@ -85,9 +85,10 @@ def test_a_short_training_run_is_tracked_in_mlflow(
     assert promotion["run_id"] == summary["run_id"] and promotion["promotion"] in ("promoted", "kept champion")
     version = mlflow.get_model_version("colorizer", promotion["version"])
     assert version.run_id == summary["run_id"] and version.tags["promotion"] == promotion["promotion"]
+    assert version.description.startswith(f"# Model card: colorizer version {version.version}")
     assert mlflow.get_model_version_by_alias("colorizer", "champion") is not None
     after = artifact_paths(mlflow, summary["run_id"])
-    assert "panel/comparison.png" in after
+    assert {"panel/comparison.png", "model_card.md"} <= set(after)
     assert any(path.startswith("quality/") and path.endswith("/index.html") for path in after), after
 
 

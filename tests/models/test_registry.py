@@ -1,7 +1,8 @@
 """The registry with a real MLflow tracking server: a trained run ends up with its evaluation, comparison
 grid and a registered pyfunc model (signature, input example); `champion` moves only when the primary
 metric improves and the guards hold, and `previous` keeps the old champion; the colorize CLI and
-`mlflow models serve` both use `models:/colorizer@champion`."""
+`mlflow models serve` both use `models:/colorizer@champion`. The run carries its dataset's card, and the
+model version its model card, which sets the model beside the gray baseline and the truth."""
 
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from embedded.ports import free_port, wait_for_port
+from models.model_card import MODEL_CARD_ARTIFACT
 from models.registry import MODEL_NAME, PRIMARY_METRIC, promote, register_run
 from pipelines.lab import rgb_to_lab8
+from pipelines.stitch import card_keys, load_card
+from pipelines.storage import open_store
 from sandbox.clips import Clip
 from sandbox.library import PhotoLibrary
 
@@ -53,6 +57,36 @@ def test_a_registered_run_has_its_evaluation_and_model(registered: dict, trackin
     assert json.loads(version.tags["eval_metrics"])[PRIMARY_METRIC] == pytest.approx(run.data.metrics[PRIMARY_METRIC])
     info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}/{registered['version']}")
     assert info.signature.inputs.input_names() == ["image"] and info.saved_input_example_info is not None
+
+
+def test_the_run_has_its_dataset_card_and_the_version_its_model_card(
+    registered: dict, tracking_uri: str, dataset_lake: tuple[str, str]
+) -> None:
+    client = MlflowClient(tracking_uri)
+    lake_url, dataset = dataset_lake
+    store = open_store(lake_url)
+    logged = mlflow.artifacts.load_text(f"runs:/{registered['run_id']}/dataset/card.md")
+    assert logged == store.get(card_keys(dataset)["card.md"]).decode()
+    card = mlflow.artifacts.load_text(f"runs:/{registered['run_id']}/{MODEL_CARD_ARTIFACT}")
+    assert client.get_model_version(MODEL_NAME, registered["version"]).description == card
+    assert card.startswith(f"# Model card: {MODEL_NAME} version {registered['version']}")
+    assert f"Dataset version `{dataset}`" in card and store.uri(card_keys(dataset)["card.md"]) in card
+    assert "| crop_size | `64` |" in card and "| ngf | `8` |" in card
+    metrics = client.get_run(registered["run_id"]).data.metrics
+    # The fixture's dataset has no test split: the val split stands in for it.
+    for name in ("val", "panel"):
+        images = next(line for line in card.splitlines() if line.startswith(f"| {name} |")).split(" | ")[1]
+        for who, label in (("model", "model"), ("gray", "gray baseline")):
+            l1, psnr, ssim, colorfulness = (
+                metrics[f"eval_{name}_{who}_{metric}"] for metric in ("l1_ab", "psnr", "ssim", "colorfulness")
+            )
+            assert f"| {name} | {images} | {label} | {l1:.2f} | {psnr:.2f} | {ssim:.3f} | {colorfulness:.1f} |" in card
+        truth = metrics[f"eval_{name}_model_colorfulness_truth"]
+        assert truth == metrics[f"eval_{name}_gray_colorfulness_truth"] > 10
+        assert metrics[f"eval_{name}_gray_colorfulness"] < 1  # gray, give or take 8-bit rounding
+        assert f"| {name} | {images} | truth | – | – | – | {truth:.1f} |" in card
+    assert "no test split" in card
+    assert all(f"From its data: {line}" in card for line in load_card(store, dataset)["limitations"])
 
 
 def test_champion_moves_only_for_a_better_model(registered: dict, tracking_uri: str) -> None:

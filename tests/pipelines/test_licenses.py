@@ -20,6 +20,7 @@ from pipelines.licenses import (
     from_term,
     from_url,
     license_label,
+    requires_attribution,
 )
 from tests.replay import CAPTURES, capture
 
@@ -114,6 +115,15 @@ def test_operators_name_licenses_as_creative_commons_writes_them(named: str | No
 def test_the_default_allow_list_keeps_open_licenses_only() -> None:
     assert {CC0, PUBLIC_DOMAIN_MARK, UNSPLASH, "CC-BY-2.0", "CC-BY-SA-4.0"} <= set(DEFAULT_ALLOWED)
     assert not {term for term in DEFAULT_ALLOWED if "-NC" in term or "-ND" in term}
+
+
+def test_every_cc_by_and_cc_by_sa_version_requires_credit_and_nothing_else_allowed_does() -> None:
+    credited = {term for term in DEFAULT_ALLOWED if requires_attribution(term)}
+    assert credited == {
+        f"CC-BY{kind}-{version}" for kind in ("", "-SA") for version in ("1.0", "2.0", "2.5", "3.0", "4.0")
+    }
+    assert requires_attribution("CC-BY-NC-SA-2.0") and requires_attribution("CC-BY-3.0-IGO")
+    assert not requires_attribution(None) and not requires_attribution("CC0-1.0")
 
 
 def test_labels_keep_the_sources_words() -> None:
