@@ -23,6 +23,8 @@ from pipelines.storage import open_store
 
 logger = logging.getLogger(__name__)
 
+PROXIED_ARTIFACTS = "mlflow-artifacts:"  # what an artifact URI starts with when the server stores artifacts
+
 BACKFILL_DAYS = 3
 
 
@@ -107,20 +109,24 @@ def dataset_card_location(settings: StackSettings) -> str:
 
 
 def model_card_location(settings: StackSettings) -> str:
-    """Where the champion's model card is: its model version's page (the card is its description) and the
-    run's artifact."""
+    """Where the champion's model card is: the run's artifact (a file the stack's MLflow keeps in the lake)
+    and its model version's page, where the card is the description."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from models.model_card import MODEL_CARD_ARTIFACT
     from models.registry import MODEL_NAME
 
+    client = MlflowClient(settings.mlflow_tracking_uri)
     try:
-        champion = MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias(MODEL_NAME, "champion")
+        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     except MlflowException:
         return "no champion yet"
+    artifact = f"{client.get_run(champion.run_id).info.artifact_uri}/{MODEL_CARD_ARTIFACT}"
+    if artifact.startswith(PROXIED_ARTIFACTS):  # kept by the server itself, under its artifacts destination
+        artifact = f"{settings.mlflow_artifacts_url}/{artifact.removeprefix(PROXIED_ARTIFACTS).lstrip('/')}"
     page = f"{settings.mlflow_tracking_uri}/#/models/{MODEL_NAME}/versions/{champion.version}"
-    return f"{page}   runs:/{champion.run_id}/{MODEL_CARD_ARTIFACT}"
+    return f"{artifact}\n               (also the description of {page})"
 
 
 def latest_training(settings: StackSettings) -> str:

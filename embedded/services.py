@@ -230,7 +230,7 @@ def stack_services(settings: StackSettings) -> list[Service]:
                 "--backend-store-uri",
                 f"sqlite:///{mlflow_dir / 'mlflow.db'}",
                 "--artifacts-destination",
-                f"{settings.lake_url.rstrip('/')}/mlflow",
+                settings.mlflow_artifacts_url,
                 "--host",
                 settings.bind_host,
                 "--port",

@@ -70,6 +70,11 @@ class StackSettings(Settings):
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def mlflow_artifacts_url(self) -> str:
+        """Where the stack's MLflow server keeps artifacts: in the lake, beside the data they came from."""
+        return f"{self.lake_url.rstrip('/')}/mlflow"
+
 
 @lru_cache(maxsize=1)
 def get_stack_settings() -> StackSettings:

@@ -104,7 +104,7 @@ class RawZoneWriter:
 
     def __init__(self, store: ObjectStore, catalog: Catalog, run_id: str, batch_size: int = 200) -> None:
         self.store, self.catalog, self.run_id, self.batch_size = store, catalog, run_id, batch_size
-        self.counts: Counter[str] = Counter(objects_written=0, images_added=0, sightings_added=0, withdrawn=0)
+        self.counts: Counter[str] = Counter(objects_written=0, images_added=0, sightings_added=0)
         self.tombstones: Tombstones = catalog.tombstones()
         self._refusals = threading.Lock()
         self._queued: list[StoredObject] = []

@@ -145,7 +145,8 @@ def store_candidates(
                 logger.info("%d of %d photos fetched", done, len(wanted))
     counts["stored"] = writer.counts["sightings_added"]
     counts["objects_written"] = writer.counts["objects_written"]
-    counts["withdrawn"] = writer.counts["withdrawn"]
+    if writer.counts["withdrawn"]:
+        counts["withdrawn"] = writer.counts["withdrawn"]
     logger.info("stored %d of %d candidates (%s)", counts["stored"], len(candidates), dict(counts))
     return dict(counts)
 
