@@ -220,7 +220,21 @@ def run_demo(settings: StackSettings) -> int:
     from embedded import ui_check
 
     print("\nChecking the Airflow and MLflow UIs in headless Chromium ...", flush=True)
-    return ui_check.report(settings)
+    status = ui_check.report(settings)
+    print(cards(settings))
+    return status
+
+
+def cards(settings: StackSettings) -> str:
+    """What the demo ends with: the cards that say what the data and the model are, and may be used for."""
+    return "\n".join(
+        [
+            "",
+            "Cards:",
+            f"  dataset card {dataset_card_location(settings)}",
+            f"  model card   {model_card_location(settings)}",
+        ]
+    )
 
 
 def where_tasks_ran(client: AirflowClient, outcomes: list[Outcome]) -> str:
@@ -261,8 +275,6 @@ def summary(settings: StackSettings, outcomes: list[Outcome], before: dict[str, 
         f"  MLflow UI    {settings.mlflow_tracking_uri}",
         f"  Studio       {settings.studio_url}   colorize your own photos and clips",
         f"  logs         {settings.logs_dir}",
-        f"  dataset card {dataset_card_location(settings)}",
-        f"  model card   {model_card_location(settings)}",
         "",
         "The services keep running; stop them with `make down`.",
     ]

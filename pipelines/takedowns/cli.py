@@ -90,5 +90,7 @@ def summary_line(outcome: TakedownOutcome, report_uri: str) -> str:
 def trigger_rebuild(conf: dict) -> None:
     """A build_dataset run with `conf`, through the Airflow CLI with the stack's settings."""
     command = [sys.executable, "-m", "colorflow", "airflow", "dags", "trigger", REBUILD_DAG, "--conf", json.dumps(conf)]
-    subprocess.run(command, check=True)
+    triggered = subprocess.run(command, capture_output=True, text=True)
+    if triggered.returncode != 0:
+        raise RuntimeError(f"could not trigger {REBUILD_DAG}: {triggered.stderr.strip()[-2000:]}")
     print(f"triggered {REBUILD_DAG} with {json.dumps(conf)}")
