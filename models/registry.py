@@ -44,7 +44,8 @@ from models.model_card import MODEL_CARD_ARTIFACT, model_card, version_descripti
 from models.networks import NetworkConfig
 from models.train import TrainConfig, latest_checkpoint, load_checkpoint
 from pipelines.lab import lab8_to_rgb, rgb_to_lab8
-from pipelines.stitch import card_keys, load_card, load_manifest
+from pipelines.stitch import card_keys, load_manifest
+from pipelines.stitch.card import load_card_facts
 from pipelines.storage import ObjectNotFound, ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def dataset_card_of(store: ObjectStore, version: str) -> dict[str, Any]:
     """Where a dataset version's card is and the limitations it lists, for the model card; none for a version
     published before cards existed."""
     try:
-        limitations = load_card(store, version)["limitations"]
+        limitations = load_card_facts(store, version)["limitations"]
     except ObjectNotFound:
         return {"dataset_card": None, "dataset_limitations": []}
     return {"dataset_card": store.uri(card_keys(version)["card.md"]), "dataset_limitations": limitations}

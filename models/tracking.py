@@ -12,9 +12,12 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from pipelines.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +79,18 @@ class Tracker:
             path.write_bytes(data)
             self._mlflow.log_artifact(str(path), artifact_path=folder or None)
 
-    def log_dataset(self, manifest: dict[str, Any], source_uri: str) -> None:
+    def log_dataset(self, manifest: dict[str, Any], store: ObjectStore) -> None:
         """The dataset version as the run's input: its digest, size, splits and source mix, its manifest, and
         its card (`dataset/card.md`, `dataset/card.json`): the licenses and credits a model trained on it
-        answers to. `source_uri` is the manifest's address in the lake, where the card sits beside it."""
+        answers to, copied from the lake `store` holding the version."""
         if not self.enabled:
             return
         from mlflow.data.http_dataset_source import HTTPDatasetSource
         from mlflow.data.meta_dataset import MetaDataset
+
+        from pipelines.stitch import manifest_key
+
+        source_uri = store.uri(manifest_key(manifest["version"]))
 
         dataset = MetaDataset(
             source=HTTPDatasetSource(source_uri), name=f"colorflow-{manifest['version']}", digest=manifest["version"]
@@ -101,15 +108,14 @@ class Tracker:
             }
         )
         self._mlflow.log_dict(manifest, "dataset/manifest.json")
-        self._log_dataset_card(manifest["version"], source_uri)
+        self._log_dataset_card(manifest["version"], store)
 
-    def _log_dataset_card(self, version: str, manifest_uri: str) -> None:
+    def _log_dataset_card(self, version: str, store: ObjectStore) -> None:
         """Copy the card from the lake a block at a time (a million members' credits make a large file); a
         version published before cards existed has none until `colorflow dataset card` writes it."""
-        from pipelines.stitch import card_keys, manifest_key
-        from pipelines.storage import ObjectNotFound, open_store
+        from pipelines.stitch import card_keys
+        from pipelines.storage import ObjectNotFound
 
-        store = open_store(manifest_uri.removesuffix("/" + manifest_key(version)))
         with tempfile.TemporaryDirectory() as scratch:
             for name, key in card_keys(version).items():
                 try:

@@ -167,7 +167,7 @@ class Trainer:
         elif leader:
             self.tracker.log_params({**asdict(config), "world_size": self.world, "device": self.device.type})
             self.tracker.set_tags({"device": _device_name(self.device), "world_size": str(self.world)})
-            self.tracker.log_dataset(self.manifest, self.store.uri(f"datasets/{config.dataset}/manifest.json"))
+            self.tracker.log_dataset(self.manifest, self.store)
 
     def _prepare(self, network: nn.Module) -> nn.Module:
         if self.world > 1 and self.config.norm == "batch" and self.device.type == "cuda":  # SyncBN is CUDA-only

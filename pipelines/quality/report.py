@@ -20,7 +20,6 @@ holds the same text as it was, JSON-encoded.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import logging
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
 
+from pipelines.html_tables import html_table, page_text
 from pipelines.settings import MAX_PIXELS
 from pipelines.storage import ObjectStore
 
@@ -66,10 +66,6 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 
-def _text(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def thumbnail_data_uri(data: bytes, side: int = THUMBNAIL_SIDE, max_pixels: int = MAX_PIXELS) -> str | None:
     """A JPEG thumbnail at most `side` pixels square as a `data:` URI, or None when the bytes do not decode
     (or declare more than `max_pixels`, which the quality stage already refused to decode)."""
@@ -90,25 +86,11 @@ def thumbnail_data_uri(data: bytes, side: int = THUMBNAIL_SIDE, max_pixels: int 
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    """An HTML table from already escaped cells."""
-    head = "".join(f"<th>{header}</th>" for header in headers)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{cell}</td>' if index in numeric else f"<td>{cell}</td>" for index, cell in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _summary_section(summary: Mapping[str, Any]) -> str:
     failures = summary.get("batch_failures") or []
     if failures:
         banner = '<div class="banner fail"><strong>Batch rejected.</strong> ' + "<br>".join(
-            _text(message) for message in failures
+            page_text(message) for message in failures
         )
         banner += "<br>The source probably changed; row verdicts below were recorded all the same.</div>"
     else:
@@ -118,34 +100,34 @@ def _summary_section(summary: Mapping[str, Any]) -> str:
         ("accepted", summary.get("accepted", 0)),
         ("rejected", summary.get("rejected", 0)),
     ]
-    rows = [(_text(name), _text(count)) for name, count in counts]
-    reasons = [(_text(label), _text(count)) for label, count in (summary.get("by_reason") or {}).items()]
+    rows = [(page_text(name), page_text(count)) for name, count in counts]
+    reasons = [(page_text(label), page_text(count)) for label, count in (summary.get("by_reason") or {}).items()]
     by_reason = (
         "<h3>Rejections by reason</h3>"
-        + _table(["reason", "images"], reasons, numeric=[1])
+        + html_table(["reason", "images"], reasons, numeric=[1])
         + '<p class="muted">An image with several reasons counts under each.</p>'
         if reasons
         else ""
     )
-    return "<h2>Summary</h2>" + banner + _table(["", "count"], rows, numeric=[1]) + by_reason
+    return "<h2>Summary</h2>" + banner + html_table(["", "count"], rows, numeric=[1]) + by_reason
 
 
 def _batch_section(checks: Sequence[BatchCheck], sources: pd.DataFrame) -> str:
     rows = []
     for check in checks:
         outcome = '<span class="pass">pass</span>' if check.passed else '<span class="fail">FAIL</span>'
-        details = "<br>".join(_text(message) for message in check.failures)
-        rows.append((f"<code>{_text(check.check)}</code>", _text(check.description), outcome, details))
+        details = "<br>".join(page_text(message) for message in check.failures)
+        rows.append((f"<code>{page_text(check.check)}</code>", page_text(check.description), outcome, details))
     checks_table = (
-        _table(["check", "why", "result", "details"], rows) if rows else '<p class="muted">No batch to judge.</p>'
+        html_table(["check", "why", "result", "details"], rows) if rows else '<p class="muted">No batch to judge.</p>'
     )
     source_rows = [
         (
-            _text("whole batch" if row["scope"] == "batch" else row["source"]),
-            _text(row["images"]),
-            _text(row["not_decodable"]),
-            _text(row["rejected"]),
-            _text(f"{row['rejected_pct']:.0f}%"),
+            page_text("whole batch" if row["scope"] == "batch" else row["source"]),
+            page_text(row["images"]),
+            page_text(row["not_decodable"]),
+            page_text(row["rejected"]),
+            page_text(f"{row['rejected_pct']:.0f}%"),
         )
         for row in sources.to_dict(orient="records")
     ]
@@ -153,7 +135,9 @@ def _batch_section(checks: Sequence[BatchCheck], sources: pd.DataFrame) -> str:
         "<h2>Batch expectations</h2>"
         + checks_table
         + "<h3>Sources</h3>"
-        + _table(["source", "images", "not decodable", "rejected", "rejected share"], source_rows, numeric=[1, 2, 3, 4])
+        + html_table(
+            ["source", "images", "not decodable", "rejected", "rejected share"], source_rows, numeric=[1, 2, 3, 4]
+        )
     )
 
 
@@ -181,12 +165,12 @@ def rejected_images(table: pd.DataFrame, verdicts: Mapping[str, ImageVerdict]) -
 def _card(store: ObjectStore, image: Mapping[str, Any], decodes: bool, thumbnail_side: int) -> str:
     """One rejected image: its thumbnail (when it decodes), short hash, sources and every reason."""
     uri = thumbnail_data_uri(store.get(image["raw_key"]), thumbnail_side) if decodes else None
-    short = _text(image["sha256"][:12])
+    short = page_text(image["sha256"][:12])
     picture = f'<img src="{uri}" alt="{short}">' if uri else "no preview"
-    reasons = "".join(f"<li>{_text(reason)}</li>" for reason in image["reasons"])
+    reasons = "".join(f"<li>{page_text(reason)}</li>" for reason in image["reasons"])
     return (
         f'<div class="card"><div class="thumb">{picture}</div><div class="meta">'
-        f"<code>{short}</code><br>from {_text(', '.join(image['sources']) or 'no source')}"
+        f"<code>{short}</code><br>from {page_text(', '.join(image['sources']) or 'no source')}"
         f"<ul>{reasons}</ul></div></div>"
     )
 
@@ -214,7 +198,7 @@ def _rejected_section(
             if image["sha256"] not in cards:
                 cards[image["sha256"]] = _card(store, image, decodes[image["sha256"]], thumbnail_side)
         group = "".join(cards[image["sha256"]] for image in shown[label])
-        parts.append(f'<h3>{_text(label)} ({counts[label]})</h3><div class="cards">{group}</div>')
+        parts.append(f'<h3>{page_text(label)} ({counts[label]})</h3><div class="cards">{group}</div>')
         more = counts[label] - len(shown[label])
         if more:
             parts.append(
@@ -231,8 +215,8 @@ def _accepted_section(table: pd.DataFrame, verdicts: Mapping[str, ImageVerdict])
             for source in sources.split(",") if sources else ["(none)"]:
                 per_source[source] += 1
     total = sum(1 for verdict in verdicts.values() if verdict.accepted)
-    rows = [(_text(source), _text(count)) for source, count in sorted(per_source.items())]
-    listing = _table(["source", "accepted"], rows, numeric=[1]) if rows else ""
+    rows = [(page_text(source), page_text(count)) for source, count in sorted(per_source.items())]
+    listing = html_table(["source", "accepted"], rows, numeric=[1]) if rows else ""
     return f"<h2>Accepted images</h2><p>{total} accepted for training.</p>{listing}"
 
 
@@ -247,7 +231,7 @@ def render_report(
     thumbnail_side: int = THUMBNAIL_SIDE,
 ) -> str:
     """The report page as one self-contained HTML document."""
-    run_id = _text(summary.get("run_id"))
+    run_id = page_text(summary.get("run_id"))
     body = "".join(
         [
             f'<h1>Image quality report</h1><p class="muted">Run <code>{run_id}</code></p>',

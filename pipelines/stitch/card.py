@@ -39,6 +39,8 @@ EMPTY_SPLIT_MEANS = {
     "val": "training reports no validation metrics",
     "test": "models trained on it are measured on the val split instead, which training reported on",
 }
+# Where card.json's facts end and its attribution list begins: the list is streamed in last.
+ATTRIBUTIONS_START = b',\n  "attributions": ['
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 
 
@@ -50,7 +52,7 @@ def write_card(store: ObjectStore, catalog: Catalog, manifest: dict[str, Any]) -
     with store.open_write(keys["card.md"]) as markdown, store.open_write(keys["card.json"]) as document:
         markdown.write(render_markdown(facts).encode())
         # card.json is the facts with the attribution list streamed in as their last key.
-        document.write(json.dumps(facts, indent=2).removesuffix("\n}").encode() + b',\n  "attributions": [')
+        document.write(json.dumps(facts, indent=2).removesuffix("\n}").encode() + ATTRIBUTIONS_START)
         written = 0
         for batch in stream_attributions(catalog, manifest["version"], facts["licenses"]):
             markdown.write("".join(attribution_line(entry) + "\n" for entry in batch).encode())
@@ -61,6 +63,20 @@ def write_card(store: ObjectStore, catalog: Catalog, manifest: dict[str, Any]) -
             markdown.write(b"No image of this version is under a license that requires credit.\n")
         document.write(b"\n  ]\n}\n" if written else b"]\n}\n")
     return facts
+
+
+def load_card_facts(store: ObjectStore, version: str) -> dict[str, Any]:
+    """A version's card.json without its attribution list, read from the head of the file only: the facts
+    come first (`write_card`), so learning them never reads a million members' credits. `ObjectNotFound` for
+    a version published before cards existed."""
+    head = b""
+    with store.open_read(card_keys(version)["card.json"]) as card:
+        while ATTRIBUTIONS_START not in head:
+            block = card.read(1 << 16)
+            if not block:
+                raise ValueError(f"the card of dataset {version} is cut short: it has no attribution list")
+            head += block
+    return json.loads(head.split(ATTRIBUTIONS_START, 1)[0] + b"\n}")
 
 
 def load_card(store: ObjectStore, version: str) -> dict[str, Any]:

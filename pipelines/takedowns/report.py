@@ -4,11 +4,11 @@ them. The same text is what `colorflow takedown` prints, shorter."""
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 from typing import Any
 
+from pipelines.html_tables import html_table, page_text
 from pipelines.storage import ObjectNotFound, ObjectStore
 
 REPORTS_PREFIX = "reports/takedowns"
@@ -32,16 +32,12 @@ def write_report(store: ObjectStore, takedown_id: str, report: dict[str, Any]) -
     return True
 
 
-def _cell(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> str:
-    if not rows:
-        return f"<p>{_cell(empty)}</p>"
-    head = "".join(f"<th>{_cell(header)}</th>" for header in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(value)}</td>" for value in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        html_table(headers, [[page_text(value) for value in row] for row in rows])
+        if rows
+        else f"<p>{page_text(empty)}</p>"
+    )
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -53,9 +49,9 @@ def render_html(report: dict[str, Any]) -> str:
         for sighting in image["sightings"]
     ]
     sections = [
-        f"<h1>Takedown {_cell(takedown['id'])}</h1>",
-        f"<p>Named: {_cell(named)}<br>Reason: {_cell(takedown['reason'])}<br>"
-        f"Requested by: {_cell(takedown['requested_by'])} on {_cell(takedown['requested_at'])}</p>",
+        f"<h1>Takedown {page_text(takedown['id'])}</h1>",
+        f"<p>Named: {page_text(named)}<br>Reason: {page_text(takedown['reason'])}<br>"
+        f"Requested by: {page_text(takedown['requested_by'])} on {page_text(takedown['requested_at'])}</p>",
         f"<h2>Withdrawn images ({len(report['images'])})</h2>",
         "<p>Their bytes are deleted from the lake; their sha256 and source ids stay as a tombstone that refuses"
         " them at every later ingestion, and every later dataset build leaves them out.</p>",
@@ -90,7 +86,7 @@ def render_html(report: dict[str, Any]) -> str:
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Takedown {_cell(takedown['id'])}</title><style>{style}</style></head>"
+        f"<title>Takedown {page_text(takedown['id'])}</title><style>{style}</style></head>"
         f"<body>{''.join(sections)}</body></html>\n"
     )
 
